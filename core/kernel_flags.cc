@@ -194,6 +194,13 @@ std::string FormatPageFlags(uint64_t flags) {
   return out;
 }
 
+std::string FormatPageFlagNames(uint64_t flags) {
+  std::string out;
+  const uint64_t main_flags = flags & (Bit(kNumPageFlags) - 1);
+  if (main_flags != 0) AppendFlagNames(main_flags, kPageFlagNames, &out);
+  return out;
+}
+
 uint64_t SimulatedPageFlags(Pfn pfn, Order order, uint32_t gfp_mask) {
   uint64_t zone = kZoneNormal;
   if (pfn.raw() < kZoneDma32StartPfn) {

@@ -121,6 +121,10 @@ inline constexpr uint64_t kZoneNormalStartPfn = 0x100000;  // 4 GiB
 // "0x100000000000040(head|node=0|zone=1)" and "0x100000000000000(node=0|zone=1)".
 std::string FormatPageFlags(uint64_t flags);
 
+// The names of the page-flag bits alone, as the 2016 kernel's `%pGp` printed them (no value, no
+// node or zone fields): "head|lru", "" when no flag bit is set.
+std::string FormatPageFlagNames(uint64_t flags);
+
 // The flags word of the head page of a block we simulate: node 0, the zone that holds `pfn` on
 // x86_64 (DMA below pfn 0x1000, DMA32 below 0x100000, Normal above), and PG_head when
 // `order` > 0 and `gfp_mask` has __GFP_COMP.
