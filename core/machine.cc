@@ -1,0 +1,488 @@
+#include "core/machine.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/kernel_flags.h"
+
+namespace pageowner {
+namespace {
+
+// The frames under the three special stacks, as the 6.12 kernel prints early pages.
+constexpr std::string_view kInitFrames[] = {"mm_core_init+0x9b/0x110", "start_kernel+0x2a5/0x810"};
+// What the depot's own pool allocation runs through before re-entering the page allocator.
+constexpr std::string_view kPoolFrames[] = {
+    "get_page_from_freelist+0x121a/0x13b0", "__alloc_pages_noprof+0x198/0x1060",
+    "depot_alloc_pool+0x56/0xe0",           "stack_depot_save_flags+0x2f1/0x720",
+    "save_stack+0x8e/0xe0"};
+constexpr std::string_view kSetPageOwnerRet = "__set_page_owner+0x3b/0x160";
+// The depot keeps the caller's reclaim behaviour but allocates unmovable kernel memory.
+constexpr uint32_t kPoolGfpFilter = kGfpKernel | kGfpAtomic | kGfpNowarn;
+
+absl::Status BadOrder(Order order) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("order ", order.raw(), " is above the maximum order ", kMaxOrder));
+}
+
+absl::Status BeyondMemory(const char* what, Pfn pfn, PageCount pages) {
+  return absl::OutOfRangeError(absl::StrCat(what, " ", pfn.raw(), " (0x", absl::Hex(pfn.raw()),
+                                            ") is beyond memory (", pages.raw(), " pages)"));
+}
+
+}  // namespace
+
+template <typename K>
+uint32_t Machine::Interner<K>::Intern(const K& k) {
+  auto [it, inserted] = ids_.try_emplace(k, static_cast<uint32_t>(values_.size()));
+  if (inserted) {
+    values_.push_back(k);
+    assert(values_.size() <= kCtxMask);
+  }
+  return it->second;
+}
+
+template <typename K>
+size_t Machine::Interner<K>::MemoryBytes() const {
+  return values_.capacity() * sizeof(K) + ids_.capacity() * (sizeof(K) + sizeof(uint32_t) + 1);
+}
+
+absl::Status Machine::ValidateOptions(const MachineOptions& o) {
+  if (o.pages.raw() == 0) return absl::InvalidArgumentError("memory must hold at least one page");
+  if (o.pages.raw() > (uint64_t{1} << 32)) {
+    return absl::InvalidArgumentError("memory above 16 TiB (2^32 pages) is not supported");
+  }
+  if (o.stack_depth < 1 || o.stack_depth > StackDepot::kMaxStackDepth) {
+    return absl::InvalidArgumentError(absl::StrCat("stack depth ", o.stack_depth,
+                                                   " is outside 1..", StackDepot::kMaxStackDepth));
+  }
+  if (o.depot_max_pools < 1 || o.depot_max_pools > StackDepot::kMaxPoolsLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "depot pool limit ", o.depot_max_pools, " is outside 1..", StackDepot::kMaxPoolsLimit));
+  }
+  return absl::OkStatus();
+}
+
+Machine::Machine(const MachineOptions& options)
+    : buddy_(options.pages),
+      depot_(StackDepotOptions{.max_depth = options.stack_depth,
+                               .max_pools = options.depot_max_pools,
+                               .memory_pages = options.pages.raw()},
+             [this](uint32_t) { return AllocateDepotPool(); }),
+      records_(static_cast<Record*>(std::calloc(options.pages.raw(), sizeof(Record)))) {
+  assert(ValidateOptions(options).ok());
+  if (records_ == nullptr) throw std::bad_alloc();
+  set_page_owner_ret_ip_ = symbols_.SyntheticAddress(kSetPageOwnerRet);
+  for (std::string_view f : kPoolFrames) pool_frames_.push_back(symbols_.SyntheticAddress(f));
+  pool_frames_.push_back(set_page_owner_ret_ip_);
+  // init_page_owner: the special stacks are saved before page_owner is on, so the depot's first
+  // pool is an untracked allocation that turns into early pages below.
+  dummy_handle_ = RegisterSpecialStack("register_dummy_stack+0x4b/0x80", "init_page_owner+0x22/0x290");
+  failure_handle_ =
+      RegisterSpecialStack("register_failure_stack+0x4b/0x80", "init_page_owner+0x2b/0x290");
+  early_handle_ = RegisterSpecialStack("register_early_stack+0x4b/0x80", "init_page_owner+0x34/0x290");
+  if (options.tracking) SetTracking(true, options.boot_ts_ns);
+}
+
+Machine::~Machine() = default;
+
+StackHandle Machine::RegisterSpecialStack(std::string_view function, std::string_view caller) {
+  std::vector<uint64_t> frames = {symbols_.SyntheticAddress(function),
+                                  symbols_.SyntheticAddress(caller)};
+  for (std::string_view f : kInitFrames) frames.push_back(symbols_.SyntheticAddress(f));
+  const StackHandle h = depot_.Save(frames);
+  assert(h.valid());
+  return h;
+}
+
+StackHandle Machine::SaveStack(const SaveContext& ctx) {
+  // check_recursive_alloc: save_stack's own return address twice in the trace means this
+  // allocation comes from inside page_owner (the depot's pool). The trace here is that address
+  // followed by ctx.frames, so one more occurrence in the frames is the second.
+  if (std::find(ctx.frames.begin(), ctx.frames.end(), set_page_owner_ret_ip_) !=
+      ctx.frames.end()) {
+    ++counters_.dummy_handle_uses;
+    return dummy_handle_;
+  }
+  const SaveContext* outer = std::exchange(saving_, &ctx);
+  StackHandle h = depot_.Save(ctx.frames);
+  saving_ = outer;
+  if (!h.valid()) {
+    ++counters_.failure_handle_uses;
+    h = failure_handle_;
+  }
+  return h;
+}
+
+bool Machine::AllocateDepotPool() {
+  // An order-2 allocation from the simulated allocator, through the same path as any other:
+  // when page_owner is on, its owner is set with a trace that holds the depot's frames above
+  // the caller's, so save_stack sees recursion and gives the dummy handle.
+  const Order order(2);
+  absl::StatusOr<Pfn> pfn = buddy_.Allocate(order, MigrateType::kUnmovable);
+  if (!pfn.ok()) return false;
+  depot_pools_.push_back(*pfn);
+  if (!tracking_) return true;
+  SaveContext pool;
+  std::vector<uint64_t> trace = pool_frames_;
+  uint32_t gfp = kGfpKernel;
+  if (saving_ != nullptr) {
+    trace.insert(trace.end(), saving_->frames.begin(), saving_->frames.end());
+    gfp = (saving_->gfp_mask & kPoolGfpFilter) | kGfpNowarn;
+    pool = *saving_;
+  }
+  pool.frames = trace;
+  pool.gfp_mask = gfp;
+  const StackHandle h = SaveStack(pool);
+  SetOwner(*pfn, order, h,
+           InternAlloc(pool.pid, pool.tgid, pool.comm, gfp, order, MigrateReason::kNone),
+           pool.ts_ns);
+  return true;
+}
+
+uint32_t Machine::InternAlloc(int32_t pid, int32_t tgid, std::string_view comm, uint32_t gfp,
+                              Order order, MigrateReason reason) {
+  AllocContext c;
+  c.pid = pid;
+  c.tgid = tgid;
+  c.gfp_mask = gfp;
+  c.order = static_cast<uint8_t>(order.raw());
+  c.reason = static_cast<int8_t>(reason);
+  const size_t n = std::min(comm.size(), kCommMax);
+  std::memcpy(c.comm.data(), comm.data(), n);
+  return alloc_contexts_.Intern(c);
+}
+
+void Machine::SetOwner(Pfn head, Order order, StackHandle handle, uint32_t actx, uint64_t ts_ns) {
+  const uint64_t n = order.pages().raw();
+  Record* r = &records_[head.raw()];
+  for (uint64_t i = 0; i < n; ++i) {
+    r[i].handle = handle.raw();
+    r[i].actx = actx | kOwnerBit | kAllocatedBit;
+    r[i].ts_ns = ts_ns;
+  }
+  depot_.AddPages(handle, static_cast<int64_t>(n));
+  depot_.CountAllocation(handle);
+  tracked_pages_ += n;
+}
+
+void Machine::ResetOwner(Pfn head, Order order, std::optional<uint32_t> fctx, uint64_t ts_ns) {
+  const uint64_t n = order.pages().raw();
+  Record* r = &records_[head.raw()];
+  // Take the pages off their stacks, a run of equal handles at a time (early blocks hold one
+  // record a page).
+  uint32_t run_handle = 0;
+  int64_t run = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    if ((r[i].actx & kAllocatedBit) == 0) continue;
+    if (r[i].handle != run_handle && run > 0) {
+      depot_.AddPages(StackHandle(run_handle), -run);
+      run = 0;
+    }
+    run_handle = r[i].handle;
+    ++run;
+    --tracked_pages_;
+    r[i].actx &= ~kAllocatedBit;
+    if (fctx.has_value()) {
+      r[i].fctx = *fctx;
+      r[i].free_ts_ns = ts_ns;
+    }
+  }
+  if (run > 0) depot_.AddPages(StackHandle(run_handle), -run);
+}
+
+absl::StatusOr<EventResult> Machine::Alloc(const AllocEvent& e) {
+  if (!e.order.valid()) return BadOrder(e.order);
+  if (e.frames.empty()) {
+    return absl::InvalidArgumentError("an allocation needs at least one frame");
+  }
+  const MigrateType mt = GfpMigrateType(e.gfp_mask);
+  Pfn pfn;
+  if (e.pfn.has_value()) {
+    if (e.pfn->raw() >= total_pages().raw()) return BeyondMemory("pfn", *e.pfn, total_pages());
+    absl::Status s = buddy_.AllocateAt(*e.pfn, e.order, mt);
+    if (!s.ok()) return s;
+    pfn = *e.pfn;
+  } else {
+    absl::StatusOr<Pfn> p = buddy_.Allocate(e.order, mt);
+    if (!p.ok()) return p.status();
+    pfn = *p;
+  }
+  ++counters_.allocs;
+  if (!tracking_) return EventResult{absl::OkStatus(), pfn, StackHandle()};
+  const SaveContext ctx{e.frames, e.gfp_mask, e.pid, e.tgid, e.comm, e.ts_ns};
+  const StackHandle h = SaveStack(ctx);
+  SetOwner(pfn, e.order, h,
+           InternAlloc(e.pid, e.tgid, e.comm, e.gfp_mask, e.order, MigrateReason::kNone), e.ts_ns);
+  return EventResult{absl::OkStatus(), pfn, h};
+}
+
+absl::StatusOr<EventResult> Machine::Free(const FreeEvent& e) {
+  if (!e.order.valid()) return BadOrder(e.order);
+  if (e.pfn.raw() >= total_pages().raw()) return BeyondMemory("pfn", e.pfn, total_pages());
+  // The allocator checks the block (double free, tail page, wrong order) and changes nothing
+  // when it is wrong; the free stack is saved after, so a depot pool taken for it may reuse
+  // the block just freed (the kernel saves it just before).
+  absl::Status s = buddy_.Free(e.pfn, e.order);
+  if (!s.ok()) return s;
+  ++counters_.frees;
+  StackHandle free_handle;
+  std::optional<uint32_t> fctx;
+  if (tracking_) {
+    if (!e.frames.empty()) {
+      const SaveContext ctx{e.frames, kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns};
+      free_handle = SaveStack(ctx);
+    }
+    fctx = free_contexts_.Intern(FreeContext{free_handle.raw(), e.pid, e.tgid});
+  }
+  ResetOwner(e.pfn, e.order, fctx, e.ts_ns);
+  return EventResult{absl::OkStatus(), e.pfn, free_handle};
+}
+
+absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
+  const int reason = static_cast<int>(e.reason);
+  if (reason < 0 || reason >= kNumMigrateReasons) {
+    return absl::InvalidArgumentError(absl::StrCat("migrate reason ", reason, " is unknown"));
+  }
+  if (e.pfn.raw() >= total_pages().raw()) return BeyondMemory("pfn", e.pfn, total_pages());
+  if (e.target.has_value() && e.target->raw() >= total_pages().raw()) {
+    return BeyondMemory("target pfn", *e.target, total_pages());
+  }
+  const std::optional<AllocatedBlock> block = buddy_.BlockContaining(e.pfn);
+  if (!block.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot migrate pfn ", e.pfn.raw(), ": the page is free"));
+  }
+  if (block->head != e.pfn) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot migrate pfn ", e.pfn.raw(),
+                                                      ": not the head of its block (head ",
+                                                      block->head.raw(), ", order ",
+                                                      block->order.raw(), ")"));
+  }
+  const Record& src_head = records_[e.pfn.raw()];
+  const MigrateType mt = (src_head.actx & kOwnerBit)
+                             ? GfpMigrateType(alloc_contexts_.Get(src_head.actx & kCtxMask).gfp_mask)
+                             : buddy_.PageblockMigrateType(e.pfn.pageblock());
+  Pfn target;
+  if (e.target.has_value()) {
+    absl::Status s = buddy_.AllocateAt(*e.target, block->order, mt);
+    if (!s.ok()) return s;
+    target = *e.target;
+  } else {
+    absl::StatusOr<Pfn> p = buddy_.Allocate(block->order, mt);
+    if (!p.ok()) return p.status();
+    target = *p;
+  }
+  ++counters_.migrates;
+  // __folio_copy_owner: the target takes the source's owner (handle, order, mask, task, ts) and
+  // its free pid/tgid/ts with no free handle; the reason is recorded on the target. The pages
+  // move from source to target under the same handle, so no stack's count changes.
+  const uint64_t n = block->order.pages().raw();
+  Record* src = &records_[e.pfn.raw()];
+  Record* dst = &records_[target.raw()];
+  for (uint64_t i = 0; i < n; ++i) {
+    dst[i] = src[i];
+    if ((src[i].actx & kOwnerBit) == 0) continue;
+    const AllocContext& a = alloc_contexts_.Get(src[i].actx & kCtxMask);
+    const uint32_t actx = InternAlloc(a.pid, a.tgid, a.comm.data(), a.gfp_mask, Order(a.order),
+                                      e.reason);
+    dst[i].actx = (src[i].actx & ~kCtxMask) | actx;
+    const FreeContext& f = free_contexts_.Get(src[i].fctx);
+    dst[i].fctx = free_contexts_.Intern(FreeContext{0, f.free_pid, f.free_tgid});
+  }
+  // The source is freed by the migrating task; its pages leave the stacks they held and the
+  // target's pages join them, which leaves every stack's count as it was.
+  StackHandle free_handle;
+  std::optional<uint32_t> fctx;
+  if (tracking_) {
+    if (!e.frames.empty()) {
+      const SaveContext ctx{e.frames, kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns};
+      free_handle = SaveStack(ctx);
+    }
+    fctx = free_contexts_.Intern(FreeContext{free_handle.raw(), e.pid, e.tgid});
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    if (dst[i].actx & kAllocatedBit) {
+      depot_.AddPages(StackHandle(dst[i].handle), 1);
+      ++tracked_pages_;
+    }
+  }
+  ResetOwner(e.pfn, block->order, fctx, e.ts_ns);
+  absl::Status freed = buddy_.Free(e.pfn, block->order);
+  assert(freed.ok());
+  (void)freed;
+  return EventResult{absl::OkStatus(), target, StackHandle(dst[0].handle)};
+}
+
+EventResult Machine::Apply(const Event& e) {
+  absl::StatusOr<EventResult> r = std::visit(
+      [this](const auto& ev) -> absl::StatusOr<EventResult> {
+        using T = std::decay_t<decltype(ev)>;
+        if constexpr (std::is_same_v<T, AllocEvent>) {
+          return Alloc(ev);
+        } else if constexpr (std::is_same_v<T, FreeEvent>) {
+          return Free(ev);
+        } else {
+          return Migrate(ev);
+        }
+      },
+      e);
+  if (!r.ok()) {
+    ++counters_.rejected;
+    return EventResult{r.status(), Pfn(), StackHandle()};
+  }
+  return *std::move(r);
+}
+
+void Machine::SetTracking(bool on, uint64_t ts_ns) {
+  if (on == tracking_) return;
+  tracking_ = on;
+  if (on) InitEarlyAllocatedPages(ts_ns);
+}
+
+void Machine::InitEarlyAllocatedPages(uint64_t ts_ns) {
+  // init_pages_in_zone: every allocated page without an owner gets the early handle, one order-0
+  // record a page, mask 0, from the task that turned page_owner on (the idle task at boot).
+  const uint32_t actx = InternAlloc(0, 0, "swapper", 0, Order(0), MigrateReason::kNone);
+  buddy_.ForEachAllocatedBlock(Pfn(0), [&](AllocatedBlock b) {
+    const uint64_t n = b.order.pages().raw();
+    for (uint64_t i = 0; i < n; ++i) {
+      const Pfn pfn(b.head.raw() + i);
+      if (records_[pfn.raw()].actx & kOwnerBit) continue;
+      SetOwner(pfn, Order(0), early_handle_, actx, ts_ns);
+      ++counters_.early_handle_pages;
+    }
+    return true;
+  });
+}
+
+PageOwner Machine::Expand(Pfn pfn, const Record& r) const {
+  PageOwner p;
+  p.pfn = pfn;
+  p.owner = (r.actx & kOwnerBit) != 0;
+  p.allocated = (r.actx & kAllocatedBit) != 0;
+  p.pageblock_migratetype = buddy_.PageblockMigrateType(pfn.pageblock());
+  if (p.owner) {
+    const AllocContext& a = alloc_contexts_.Get(r.actx & kCtxMask);
+    p.order = Order(a.order);
+    p.gfp_mask = a.gfp_mask;
+    p.last_migrate_reason = static_cast<MigrateReason>(a.reason);
+    p.pid = a.pid;
+    p.tgid = a.tgid;
+    p.comm = a.comm.data();
+    p.handle = StackHandle(r.handle);
+    p.ts_ns = r.ts_ns;
+  }
+  const FreeContext& f = free_contexts_.Get(r.fctx);
+  p.free_handle = StackHandle(f.free_handle);
+  p.free_pid = f.free_pid;
+  p.free_tgid = f.free_tgid;
+  p.free_ts_ns = r.free_ts_ns;
+  p.page_flags = SimulatedPageFlags(pfn, p.order, p.gfp_mask);
+  return p;
+}
+
+absl::StatusOr<PageOwner> Machine::PageRecord(Pfn pfn) const {
+  if (pfn.raw() >= total_pages().raw()) return BeyondMemory("pfn", pfn, total_pages());
+  return Expand(pfn, records_[pfn.raw()]);
+}
+
+absl::StatusOr<PageOwner> Machine::BlockOwner(Pfn pfn) const {
+  if (pfn.raw() >= total_pages().raw()) return BeyondMemory("pfn", pfn, total_pages());
+  const std::optional<AllocatedBlock> b = buddy_.BlockContaining(pfn);
+  if (!b.has_value()) return Expand(pfn, records_[pfn.raw()]);
+  // Early blocks keep one order-0 record a page: the page's own record is the owner then.
+  const Record& head = records_[b->head.raw()];
+  const Record& own = records_[pfn.raw()];
+  const bool per_page = (own.actx & kOwnerBit) && own.handle == early_handle_.raw() &&
+                        (head.actx & kOwnerBit) &&
+                        alloc_contexts_.Get(head.actx & kCtxMask).order != b->order.raw();
+  return per_page ? Expand(pfn, own) : Expand(b->head, head);
+}
+
+void Machine::ForEachOwnedBlock(Pfn start, absl::FunctionRef<bool(const PageOwner&)> visit) const {
+  // Blocks that start before `start` but reach past it still print their pages from start on.
+  const Pfn from(start.raw() & ~((uint64_t{1} << kMaxOrder) - 1));
+  bool go = true;
+  buddy_.ForEachAllocatedBlock(from, [&](AllocatedBlock b) {
+    const uint64_t n = b.order.pages().raw();
+    for (uint64_t i = 0; i < n && go; ++i) {
+      const uint64_t pfn = b.head.raw() + i;
+      if (pfn < start.raw()) continue;
+      const Record& r = records_[pfn];
+      if ((r.actx & (kOwnerBit | kAllocatedBit)) != (kOwnerBit | kAllocatedBit)) continue;
+      if (r.handle == 0) continue;
+      const unsigned rec_order = alloc_contexts_.Get(r.actx & kCtxMask).order;
+      if ((pfn & ((uint64_t{1} << rec_order) - 1)) != 0) continue;
+      go = visit(Expand(Pfn(pfn), r));
+    }
+    return go;
+  });
+}
+
+std::vector<std::string> Machine::FormatStack(StackHandle handle) const {
+  std::vector<std::string> out;
+  for (uint64_t ip : depot_.Fetch(handle)) out.push_back(symbols_.FormatFrame(ip));
+  return out;
+}
+
+std::vector<ZoneMixedBlocks> Machine::MixedBlocks() const {
+  // pagetypeinfo_showmixedcount_print: in each pageblock, skip free blocks and pages page_owner
+  // does not hold as allocated; the first allocated page whose mask's migratetype differs from
+  // the pageblock's counts the block once (CMA counts as Movable).
+  struct Zone {
+    std::string_view name;
+    uint64_t start, end;
+  };
+  const uint64_t pages = total_pages().raw();
+  const Zone zones[] = {{"DMA", 0, std::min<uint64_t>(pages, kZoneDma32StartPfn)},
+                        {"DMA32", kZoneDma32StartPfn, std::min<uint64_t>(pages, kZoneNormalStartPfn)},
+                        {"Normal", kZoneNormalStartPfn, pages}};
+  std::vector<ZoneMixedBlocks> out;
+  const uint64_t block_pages = uint64_t{1} << kPageblockOrder;
+  for (const Zone& z : zones) {
+    if (z.start >= z.end) continue;
+    ZoneMixedBlocks zm{.zone = z.name};
+    for (uint64_t pfn = z.start; pfn < z.end;) {
+      const uint64_t block_end = std::min((pfn / block_pages + 1) * block_pages, z.end);
+      const MigrateType block_mt = buddy_.PageblockMigrateType(pfn >> kPageblockOrder);
+      while (pfn < block_end) {
+        const std::optional<AllocatedBlock> b = buddy_.BlockContaining(Pfn(pfn));
+        if (!b.has_value()) {
+          ++pfn;  // free: step a page (free blocks are skipped page by page for simplicity)
+          continue;
+        }
+        const Record& r = records_[pfn];
+        if ((r.actx & kAllocatedBit) == 0) {
+          ++pfn;
+          continue;
+        }
+        const AllocContext& a = alloc_contexts_.Get(r.actx & kCtxMask);
+        if (GfpMigrateType(a.gfp_mask) != block_mt) {
+          const MigrateType counted = block_mt == MigrateType::kCma ? MigrateType::kMovable : block_mt;
+          ++zm.count[static_cast<int>(counted)];
+          pfn = block_end;
+          break;
+        }
+        pfn += uint64_t{1} << a.order;
+      }
+      pfn = block_end;
+    }
+    out.push_back(zm);
+  }
+  return out;
+}
+
+MachineMemory Machine::MemoryUsage() const {
+  MachineMemory m;
+  m.records = total_pages().raw() * sizeof(Record);
+  m.allocator = buddy_.MemoryBytes();
+  m.depot = depot_.MemoryBytes();
+  m.contexts = alloc_contexts_.MemoryBytes() + free_contexts_.MemoryBytes();
+  m.symbols = symbols_.MemoryBytes();
+  return m;
+}
+
+}  // namespace pageowner

@@ -1,0 +1,317 @@
+// Machine: the simulated machine (buddy allocator, stack depot, one page owner record a page) and
+// the one place events are applied to it, with the semantics of the kernel's mm/page_owner.c.
+#ifndef PAGEOWNER_CORE_MACHINE_H_
+#define PAGEOWNER_CORE_MACHINE_H_
+
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/buddy_allocator.h"
+#include "core/stack_depot.h"
+#include "core/symbols.h"
+#include "core/types.h"
+
+namespace pageowner {
+
+// TASK_COMM_LEN - 1: longer names are cut, as strscpy cuts them.
+inline constexpr size_t kCommMax = 15;
+
+struct MachineOptions {
+  PageCount pages = PageCount(1 << 20);  // 4 GiB
+  int stack_depth = 16;                  // StackDepotOptions::max_depth
+  uint32_t depot_max_pools = 8192;       // StackDepotOptions::max_pools
+  bool tracking = true;                  // page_owner=on
+  uint64_t boot_ts_ns = 0;               // ts of the pages found allocated at start
+};
+
+// An allocation: __alloc_pages + __set_page_owner.
+struct AllocEvent {
+  Order order{};
+  uint32_t gfp_mask = 0;
+  absl::Span<const uint64_t> frames{};  // innermost first; at least one
+  int32_t pid = 0;
+  int32_t tgid = 0;
+  std::string_view comm{};
+  uint64_t ts_ns = 0;
+  std::optional<Pfn> pfn{};  // place the block exactly here (replaying a real machine)
+};
+
+// A free: __reset_page_owner + __free_pages. `frames` may be empty (no free stack known).
+struct FreeEvent {
+  Pfn pfn{};  // head of the block
+  Order order{};
+  absl::Span<const uint64_t> frames{};
+  int32_t pid = 0;
+  int32_t tgid = 0;
+  uint64_t ts_ns = 0;
+};
+
+// A migration of the block headed by `pfn`: a target block of the same order and migratetype is
+// allocated (at `target` when given), the owner is copied to it as __folio_copy_owner does, the
+// reason is recorded on the target and the source is freed by the migrating task (`frames`,
+// `pid`, `tgid`, `ts_ns` describe that free; `frames` may be empty).
+struct MigrateEvent {
+  Pfn pfn{};
+  MigrateReason reason = MigrateReason::kCompaction;
+  std::optional<Pfn> target{};
+  absl::Span<const uint64_t> frames{};
+  int32_t pid = 0;
+  int32_t tgid = 0;
+  uint64_t ts_ns = 0;
+};
+
+using Event = std::variant<AllocEvent, FreeEvent, MigrateEvent>;
+
+// What an event did: for an allocation the block's pfn and the handle stored; for a free the
+// freed pfn and the free handle; for a migration the target pfn and the owner's handle.
+struct EventResult {
+  absl::Status status;
+  Pfn pfn;
+  StackHandle handle;
+};
+
+// One page's page_owner record, expanded to plain values (today's `struct page_owner` plus the
+// page_ext flags), with what a report needs of the page itself.
+struct PageOwner {
+  Pfn pfn;
+  Order order;
+  uint32_t gfp_mask = 0;
+  StackHandle handle;
+  StackHandle free_handle;
+  MigrateReason last_migrate_reason = MigrateReason::kNone;
+  int32_t pid = 0;
+  int32_t tgid = 0;
+  std::string comm;
+  uint64_t ts_ns = 0;
+  uint64_t free_ts_ns = 0;
+  int32_t free_pid = 0;
+  int32_t free_tgid = 0;
+  bool owner = false;      // PAGE_EXT_OWNER: ever set
+  bool allocated = false;  // PAGE_EXT_OWNER_ALLOCATED: allocated now (per page_owner)
+  MigrateType pageblock_migratetype = MigrateType::kMovable;
+  uint64_t page_flags = 0;  // the page's flags word, as %pGp prints it
+};
+
+// Counts of what happened, by kind and outcome.
+struct MachineCounters {
+  uint64_t allocs = 0;
+  uint64_t frees = 0;
+  uint64_t migrates = 0;
+  uint64_t rejected = 0;  // events that returned an error and changed nothing
+  uint64_t dummy_handle_uses = 0;
+  uint64_t failure_handle_uses = 0;
+  uint64_t early_handle_pages = 0;
+};
+
+// Mixed pageblocks by the pageblock's migratetype, for one zone, as /proc/pagetypeinfo counts.
+struct ZoneMixedBlocks {
+  std::string_view zone;  // "DMA", "DMA32", "Normal"
+  std::array<uint64_t, kNumMigrateTypes> count{};
+};
+
+// Heap bytes by part, for the memory table.
+struct MachineMemory {
+  size_t records = 0;    // the page owner records
+  size_t allocator = 0;  // buddy state and free lists
+  size_t depot = 0;      // stack depot pools and tables
+  size_t contexts = 0;   // interned task/mask contexts
+  size_t symbols = 0;
+  size_t total() const { return records + allocator + depot + contexts + symbols; }
+};
+
+// The simulated machine.
+//
+// Invariants:
+//  1. Every page belongs to exactly one block, free or allocated (the allocator's invariant).
+//  2. For every stored stack, StackUsage::pages equals the number of pages whose record is
+//     allocated with that handle; so over all stacks the pages sum to the tracked allocated
+//     pages, special handles included. While tracking is on, every allocated page is tracked.
+//  3. An event that returns an error changed nothing.
+//  4. A freed page keeps its last owner (handle, order, mask, task, ts) and gains the free
+//     handle, free pid/tgid and free ts.
+//
+// Thread-safety: the mutators (Alloc, Free, Migrate, Apply, SetTracking) must be called by one
+// thread at a time, and the const queries must not run concurrently with a mutator (callers
+// that serve queries while ingesting hold a reader-writer lock around the Machine). The depot
+// itself is safe for concurrent use (depot()).
+class Machine {
+ public:
+  // REQUIRES: options.pages >= 1, 1 <= stack_depth <= 64, 1 <= depot_max_pools <= 131071
+  // (validate with ValidateOptions first).
+  explicit Machine(const MachineOptions& options);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  // kInvalidArgument naming the bad option, or OK.
+  static absl::Status ValidateOptions(const MachineOptions& options);
+
+  // Errors: kInvalidArgument (order above 10, no frames), kOutOfRange (pfn beyond memory),
+  // kAlreadyExists (a page at the requested pfn is allocated), kResourceExhausted (no free
+  // block big enough).
+  absl::StatusOr<EventResult> Alloc(const AllocEvent& e);
+  // Errors: kInvalidArgument (order above 10), kOutOfRange (pfn beyond memory),
+  // kFailedPrecondition (the page is free, is not the head of its block, or the order differs).
+  absl::StatusOr<EventResult> Free(const FreeEvent& e);
+  // Errors: kInvalidArgument (no such reason), kOutOfRange (pfn or target beyond memory),
+  // kFailedPrecondition (the page is free or not a block's head), kAlreadyExists (the target
+  // range is in use), kResourceExhausted (no free block for the target).
+  absl::StatusOr<EventResult> Migrate(const MigrateEvent& e);
+  // Any of the three; the status is in the result.
+  EventResult Apply(const Event& e);
+
+  // page_owner on or off. Turning it on gives every allocated page that has no owner the early
+  // handle (order 0, mask 0, pid 0, "swapper", ts `ts_ns`), as init_early_allocated_pages does.
+  void SetTracking(bool on, uint64_t ts_ns);
+  bool tracking() const { return tracking_; }
+
+  // ---- Queries ----
+  PageCount total_pages() const { return buddy_.total_pages(); }
+  const BuddyAllocator& allocator() const { return buddy_; }
+  StackDepot& depot() { return depot_; }
+  const StackDepot& depot() const { return depot_; }
+  SymbolTable& symbols() { return symbols_; }
+  const SymbolTable& symbols() const { return symbols_; }
+
+  // The record of exactly this page (tail pages included). kOutOfRange beyond memory.
+  absl::StatusOr<PageOwner> PageRecord(Pfn pfn) const;
+  // The record of the head of the allocated block holding pfn, or of pfn itself when the page
+  // is free. kOutOfRange beyond memory.
+  absl::StatusOr<PageOwner> BlockOwner(Pfn pfn) const;
+  // Visits the records /sys/kernel/debug/page_owner prints, in pfn order from `start`: pages
+  // that are allocated, have an owner and a handle, and are aligned to their record's order
+  // (so tail pages are skipped). The visitor returns false to stop.
+  void ForEachOwnedBlock(Pfn start, absl::FunctionRef<bool(const PageOwner&)> visit) const;
+  // The frames of a handle, each as `%pS` prints it; empty for an unknown handle.
+  std::vector<std::string> FormatStack(StackHandle handle) const;
+
+  // "Number of mixed blocks" of /proc/pagetypeinfo, one entry a populated zone.
+  std::vector<ZoneMixedBlocks> MixedBlocks() const;
+
+  // The heads of the order-2 blocks the depot took for its pools, in the order it took them.
+  absl::Span<const Pfn> depot_pool_pfns() const { return depot_pools_; }
+
+  StackHandle dummy_handle() const { return dummy_handle_; }
+  StackHandle failure_handle() const { return failure_handle_; }
+  StackHandle early_handle() const { return early_handle_; }
+  const MachineCounters& counters() const { return counters_; }
+  // Pages whose record is allocated (what the per-stack counters sum to).
+  PageCount tracked_pages() const { return PageCount(tracked_pages_); }
+  MachineMemory MemoryUsage() const;
+
+  // The return address __set_page_owner's call to save_stack leaves on the stack. A trace that
+  // holds it is a recursive call from inside page_owner (the seed's check_recursive_alloc).
+  uint64_t set_page_owner_ret_ip() const { return set_page_owner_ret_ip_; }
+
+ private:
+  // The packed per-page record: 28 bytes (see MemoryUsage and README for the budget).
+  struct __attribute__((packed, aligned(4))) Record {
+    uint64_t ts_ns;
+    uint64_t free_ts_ns;
+    uint32_t handle;
+    uint32_t actx;  // bit 31 allocated, bit 30 owner, bits 0..29 alloc context id (0: none)
+    uint32_t fctx;  // free context id (0: none)
+  };
+  static constexpr uint32_t kAllocatedBit = 1u << 31;
+  static constexpr uint32_t kOwnerBit = 1u << 30;
+  static constexpr uint32_t kCtxMask = kOwnerBit - 1;
+
+  // What repeats across allocations: the task, mask, order and migrate reason.
+  struct AllocContext {
+    int32_t pid = 0;
+    int32_t tgid = 0;
+    uint32_t gfp_mask = 0;
+    uint8_t order = 0;
+    int8_t reason = -1;
+    std::array<char, kCommMax + 1> comm{};
+    friend bool operator==(const AllocContext&, const AllocContext&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const AllocContext& c) {
+      return H::combine(std::move(h), c.pid, c.tgid, c.gfp_mask, c.order, c.reason,
+                        std::string_view(c.comm.data()));
+    }
+  };
+  struct FreeContext {
+    uint32_t free_handle = 0;
+    int32_t free_pid = 0;
+    int32_t free_tgid = 0;
+    friend bool operator==(const FreeContext&, const FreeContext&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const FreeContext& c) {
+      return H::combine(std::move(h), c.free_handle, c.free_pid, c.free_tgid);
+    }
+  };
+  template <typename K>
+  class Interner {
+   public:
+    Interner() { values_.emplace_back(); }  // id 0: none
+    uint32_t Intern(const K& k);
+    const K& Get(uint32_t id) const { return values_[id]; }
+    size_t MemoryBytes() const;
+
+   private:
+    std::vector<K> values_;
+    absl::flat_hash_map<K, uint32_t> ids_;
+  };
+
+  struct FreeDeleter {
+    void operator()(void* p) const { std::free(p); }
+  };
+
+  // The caller's view while a stack is being saved, for the depot's pool allocation.
+  struct SaveContext {
+    absl::Span<const uint64_t> frames;
+    uint32_t gfp_mask = 0;
+    int32_t pid = 0;
+    int32_t tgid = 0;
+    std::string_view comm;
+    uint64_t ts_ns = 0;
+  };
+
+  StackHandle SaveStack(const SaveContext& ctx);
+  bool AllocateDepotPool();
+  void SetOwner(Pfn head, Order order, StackHandle handle, uint32_t actx, uint64_t ts_ns);
+  // Clears the allocated flag of the block's pages and takes their pages off their stacks;
+  // with `free_ctx` (tracking on) also records the free.
+  void ResetOwner(Pfn head, Order order, std::optional<uint32_t> fctx, uint64_t ts_ns);
+  uint32_t InternAlloc(int32_t pid, int32_t tgid, std::string_view comm, uint32_t gfp, Order order,
+                       MigrateReason reason);
+  PageOwner Expand(Pfn pfn, const Record& r) const;
+  // Saves register_*_stack's stack: the function, its caller, and the boot path under them.
+  StackHandle RegisterSpecialStack(std::string_view function, std::string_view caller);
+  void InitEarlyAllocatedPages(uint64_t ts_ns);
+
+  BuddyAllocator buddy_;
+  SymbolTable symbols_;
+  StackDepot depot_;
+  std::unique_ptr<Record[], FreeDeleter> records_;  // calloc'd: untouched pages cost nothing
+  Interner<AllocContext> alloc_contexts_;
+  Interner<FreeContext> free_contexts_;
+
+  uint64_t set_page_owner_ret_ip_ = 0;
+  std::vector<uint64_t> pool_frames_;  // the depot's own frames on a pool allocation
+  std::vector<Pfn> depot_pools_;
+  StackHandle dummy_handle_;
+  StackHandle failure_handle_;
+  StackHandle early_handle_;
+  bool tracking_ = false;
+  const SaveContext* saving_ = nullptr;  // set while SaveStack runs
+  uint64_t tracked_pages_ = 0;
+  MachineCounters counters_;
+};
+
+}  // namespace pageowner
+
+#endif  // PAGEOWNER_CORE_MACHINE_H_

@@ -1,0 +1,444 @@
+#include "core/machine.h"
+
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/kernel_flags.h"
+#include "core/reports.h"
+#include "gtest/gtest.h"
+
+namespace pageowner {
+namespace {
+
+constexpr uint64_t kPages = 16384;  // 64 MiB
+
+std::vector<uint64_t> Stack(uint64_t seed, size_t depth = 8) {
+  std::vector<uint64_t> s(depth);
+  for (size_t i = 0; i < depth; ++i) s[i] = 0xffffffff81000000ULL + seed * 0x10000 + i * 0x40;
+  return s;
+}
+
+MachineOptions Small(bool tracking = true, uint32_t pools = 8192, uint64_t pages = kPages) {
+  MachineOptions o;
+  o.pages = PageCount(pages);
+  o.depot_max_pools = pools;
+  o.tracking = tracking;
+  o.boot_ts_ns = 1000;
+  return o;
+}
+
+int64_t SumOfStackPages(const Machine& m) {
+  int64_t sum = 0;
+  m.depot().ForEachStack([&](const StackUsage& s) { sum += s.pages; });
+  return sum;
+}
+
+// Everything an event could change, to check that a bad one changed nothing.
+struct Snapshot {
+  uint64_t free_pages, tracked;
+  StackDepotStats depot;
+  std::string dump;
+  int64_t stack_pages;
+  uint64_t allocs, frees, migrates;
+  bool operator==(const Snapshot& o) const {
+    return free_pages == o.free_pages && tracked == o.tracked &&
+           depot.persistent_count == o.depot.persistent_count && depot.pools == o.depot.pools &&
+           dump == o.dump && stack_pages == o.stack_pages && allocs == o.allocs &&
+           frees == o.frees && migrates == o.migrates;
+  }
+};
+Snapshot Take(const Machine& m) {
+  return Snapshot{m.allocator().free_pages().raw(),
+                  m.tracked_pages().raw(),
+                  m.depot().stats(),
+                  PageOwnerText(m, DumpFormat::kToday),
+                  SumOfStackPages(m),
+                  m.counters().allocs,
+                  m.counters().frees,
+                  m.counters().migrates};
+}
+
+TEST(MachineTest, StartRegistersSpecialStacksAndMarksTheDepotPoolEarly) {
+  Machine m(Small());
+  EXPECT_TRUE(m.dummy_handle().valid());
+  EXPECT_TRUE(m.failure_handle().valid());
+  EXPECT_TRUE(m.early_handle().valid());
+  EXPECT_NE(m.dummy_handle(), m.failure_handle());
+  EXPECT_NE(m.failure_handle(), m.early_handle());
+  EXPECT_EQ(m.FormatStack(m.early_handle()),
+            (std::vector<std::string>{"register_early_stack+0x4b/0x80", "init_page_owner+0x34/0x290",
+                                      "mm_core_init+0x9b/0x110", "start_kernel+0x2a5/0x810"}));
+  // The depot's first pool (order 2) was taken before page_owner was on: four early pages.
+  EXPECT_EQ(m.allocator().allocated_pages().raw(), 4u);
+  EXPECT_EQ(m.tracked_pages().raw(), 4u);
+  EXPECT_EQ(m.counters().early_handle_pages, 4u);
+  EXPECT_EQ(m.depot().Usage(m.early_handle()).pages, 4);
+  const PageOwner p = *m.PageRecord(Pfn(1));
+  EXPECT_EQ(p.handle, m.early_handle());
+  EXPECT_EQ(p.order.raw(), 0u);
+  EXPECT_EQ(p.gfp_mask, 0u);
+  EXPECT_EQ(p.comm, "swapper");
+  EXPECT_EQ(p.ts_ns, 1000u);
+}
+
+TEST(MachineTest, AllocRecordsEveryField) {
+  Machine m(Small());
+  const auto frames = Stack(1);
+  AllocEvent e{.order = Order(2),
+               .gfp_mask = 0x140dca,
+               .frames = frames,
+               .pid = 42,
+               .tgid = 40,
+               .comm = "a-very-long-command-name",
+               .ts_ns = 123456789};
+  const EventResult r = *m.Alloc(e);
+  EXPECT_EQ(r.handle, m.depot().Find(frames));
+  const PageOwner p = *m.BlockOwner(r.pfn + PageCount(3));
+  EXPECT_EQ(p.pfn, r.pfn);
+  EXPECT_EQ(p.order.raw(), 2u);
+  EXPECT_EQ(p.gfp_mask, 0x140dcau);
+  EXPECT_EQ(p.handle, r.handle);
+  EXPECT_EQ(p.pid, 42);
+  EXPECT_EQ(p.tgid, 40);
+  EXPECT_EQ(p.comm, "a-very-long-com");  // TASK_COMM_LEN - 1
+  EXPECT_EQ(p.ts_ns, 123456789u);
+  EXPECT_EQ(p.last_migrate_reason, MigrateReason::kNone);
+  EXPECT_TRUE(p.owner);
+  EXPECT_TRUE(p.allocated);
+  EXPECT_FALSE(p.free_handle.valid());
+  // Every page of the block holds the record, as __set_page_owner_handle writes it.
+  EXPECT_EQ(m.PageRecord(r.pfn + PageCount(3))->handle, r.handle);
+  EXPECT_EQ(m.depot().Usage(r.handle).pages, 4);
+  EXPECT_EQ(m.depot().Usage(r.handle).allocations, 1u);
+  EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.allocator().allocated_pages().raw()));
+}
+
+TEST(MachineTest, FreedPageKeepsLastOwnerAndGainsFreeInfo) {
+  Machine m(Small());
+  const auto a = Stack(1), f = Stack(2);
+  const EventResult r = *m.Alloc(
+      {.order = Order(1), .gfp_mask = 0xcc0, .frames = a, .pid = 7, .tgid = 7, .comm = "x",
+       .ts_ns = 10});
+  const EventResult fr = *m.Free(
+      {.pfn = r.pfn, .order = Order(1), .frames = f, .pid = 9, .tgid = 8, .ts_ns = 20});
+  EXPECT_EQ(fr.handle, m.depot().Find(f));
+  for (uint64_t i = 0; i < 2; ++i) {
+    const PageOwner p = *m.PageRecord(r.pfn + PageCount(i));
+    EXPECT_TRUE(p.owner);
+    EXPECT_FALSE(p.allocated);
+    EXPECT_EQ(p.handle, r.handle);
+    EXPECT_EQ(p.pid, 7);
+    EXPECT_EQ(p.ts_ns, 10u);
+    EXPECT_EQ(p.free_handle, fr.handle);
+    EXPECT_EQ(p.free_pid, 9);
+    EXPECT_EQ(p.free_tgid, 8);
+    EXPECT_EQ(p.free_ts_ns, 20u);
+  }
+  EXPECT_EQ(m.depot().Usage(r.handle).pages, 0);
+  EXPECT_EQ(m.depot().Usage(r.handle).allocations, 1u);
+  EXPECT_EQ(SumOfStackPages(m), 4);  // the early pool pages only
+}
+
+TEST(MachineTest, AllocErrorsHaveTheirCodesAndChangeNothing) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  const EventResult taken = *m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(100)});
+  const Snapshot before = Take(m);
+  EXPECT_EQ(m.Alloc({.order = Order(11), .frames = a}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.Alloc({.order = Order(0), .frames = {}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(kPages)}).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(m.Alloc({.order = Order(0), .frames = a, .pfn = taken.pfn}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(m.Alloc({.order = Order(2), .frames = a, .pfn = Pfn(100)}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(m.Alloc({.order = Order(1), .frames = a, .pfn = Pfn(101)}).status().code(),
+            absl::StatusCode::kInvalidArgument);  // misaligned
+  EXPECT_TRUE(Take(m) == before);
+}
+
+TEST(MachineTest, OutOfMemoryIsResourceExhaustedAndChangesNothing) {
+  Machine m(Small(true, 8192, 1024));
+  const auto a = Stack(1);
+  while (m.Alloc({.order = Order(3), .frames = a}).ok()) {
+  }
+  const Snapshot before = Take(m);
+  EXPECT_EQ(m.Alloc({.order = Order(3), .frames = a}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Take(m) == before);
+}
+
+TEST(MachineTest, FreeErrorsHaveTheirCodesAndChangeNothing) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  const EventResult r = *m.Alloc({.order = Order(2), .frames = a, .pfn = Pfn(64)});
+  ASSERT_TRUE(m.Free({.pfn = Pfn(128), .order = Order(0), .frames = a}).status().code() ==
+              absl::StatusCode::kFailedPrecondition);  // never allocated
+  const Snapshot before = Take(m);
+  EXPECT_EQ(m.Free({.pfn = r.pfn, .order = Order(11)}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.Free({.pfn = Pfn(kPages + 5), .order = Order(0)}).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(m.Free({.pfn = r.pfn, .order = Order(1)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // wrong order
+  EXPECT_EQ(m.Free({.pfn = r.pfn + PageCount(1), .order = Order(0)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // tail page
+  EXPECT_TRUE(Take(m) == before);
+  ASSERT_TRUE(m.Free({.pfn = r.pfn, .order = Order(2), .frames = a}).ok());
+  const Snapshot after_free = Take(m);
+  EXPECT_EQ(m.Free({.pfn = r.pfn, .order = Order(2), .frames = a}).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // double free
+  EXPECT_TRUE(Take(m) == after_free);
+}
+
+TEST(MachineTest, MigrationCopiesTheOwnerAndRecordsTheReason) {
+  Machine m(Small());
+  const auto a = Stack(1), f1 = Stack(2), mig = Stack(3);
+  // Give the source block an earlier free record so that the copy of free pid/tgid shows.
+  const EventResult first = *m.Alloc({.order = Order(1), .frames = a, .pfn = Pfn(512)});
+  ASSERT_TRUE(m.Free({.pfn = first.pfn, .order = Order(1), .frames = f1, .pid = 3, .tgid = 4,
+                      .ts_ns = 50})
+                  .ok());
+  const EventResult r = *m.Alloc({.order = Order(1),
+                                  .gfp_mask = 0x140cca,
+                                  .frames = a,
+                                  .pid = 11,
+                                  .tgid = 10,
+                                  .comm = "app",
+                                  .ts_ns = 100,
+                                  .pfn = Pfn(512)});
+  const int64_t pages_before = m.depot().Usage(r.handle).pages;
+  const EventResult mr = *m.Migrate({.pfn = r.pfn,
+                                     .reason = MigrateReason::kCompaction,
+                                     .target = Pfn(2048),
+                                     .frames = mig,
+                                     .pid = 99,
+                                     .tgid = 99,
+                                     .ts_ns = 200});
+  EXPECT_EQ(mr.pfn, Pfn(2048));
+  EXPECT_EQ(mr.handle, r.handle);
+  const PageOwner t = *m.BlockOwner(Pfn(2049));
+  EXPECT_EQ(t.pfn, Pfn(2048));
+  EXPECT_EQ(t.handle, r.handle);
+  EXPECT_EQ(t.order.raw(), 1u);
+  EXPECT_EQ(t.gfp_mask, 0x140ccau);
+  EXPECT_EQ(t.pid, 11);
+  EXPECT_EQ(t.tgid, 10);
+  EXPECT_EQ(t.comm, "app");
+  EXPECT_EQ(t.ts_ns, 100u);
+  EXPECT_EQ(t.last_migrate_reason, MigrateReason::kCompaction);
+  EXPECT_TRUE(t.allocated);
+  EXPECT_FALSE(t.free_handle.valid());  // __update_page_owner_free_handle(new, 0, ...)
+  EXPECT_EQ(t.free_pid, 3);
+  EXPECT_EQ(t.free_tgid, 4);
+  EXPECT_EQ(t.free_ts_ns, 50u);
+  // The target is allocated with the source's migratetype (Movable from the mask).
+  EXPECT_EQ(m.allocator().AllocationMigrateType(Pfn(2048)), MigrateType::kMovable);
+  // The source is free and keeps its owner with the migrating task's free record.
+  const PageOwner s = *m.PageRecord(Pfn(512));
+  EXPECT_FALSE(s.allocated);
+  EXPECT_EQ(s.handle, r.handle);
+  EXPECT_EQ(s.free_handle, m.depot().Find(mig));
+  EXPECT_EQ(s.free_pid, 99);
+  EXPECT_EQ(s.free_ts_ns, 200u);
+  EXPECT_FALSE(m.allocator().IsAllocated(Pfn(512)));
+  EXPECT_EQ(m.depot().Usage(r.handle).pages, pages_before);
+  EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.allocator().allocated_pages().raw()));
+  // Without a target the allocator picks one.
+  const EventResult again = *m.Migrate({.pfn = Pfn(2048), .reason = MigrateReason::kNumaMisplaced});
+  EXPECT_NE(again.pfn, Pfn(2048));
+  EXPECT_EQ(m.BlockOwner(again.pfn)->last_migrate_reason, MigrateReason::kNumaMisplaced);
+}
+
+TEST(MachineTest, MigrateErrorsHaveTheirCodesAndChangeNothing) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  const EventResult r = *m.Alloc({.order = Order(2), .frames = a, .pfn = Pfn(64)});
+  ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(300)}).ok());
+  const Snapshot before = Take(m);
+  EXPECT_EQ(m.Migrate({.pfn = r.pfn, .reason = MigrateReason::kNone}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.Migrate({.pfn = r.pfn, .reason = static_cast<MigrateReason>(10)}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.Migrate({.pfn = Pfn(kPages)}).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(m.Migrate({.pfn = r.pfn, .target = Pfn(kPages)}).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(m.Migrate({.pfn = Pfn(1000)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // free page
+  EXPECT_EQ(m.Migrate({.pfn = r.pfn + PageCount(2)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // tail page
+  EXPECT_EQ(m.Migrate({.pfn = r.pfn, .target = Pfn(298)}).status().code(),
+            absl::StatusCode::kInvalidArgument);  // target not aligned to order 2
+  EXPECT_TRUE(Take(m) == before);
+}
+
+TEST(MachineTest, MigrateToAnOccupiedTargetIsAlreadyExists) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  ASSERT_TRUE(m.Alloc({.order = Order(2), .frames = a, .pfn = Pfn(64)}).ok());
+  ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(302)}).ok());
+  const Snapshot before = Take(m);
+  // 300..303 holds the allocated page 302.
+  EXPECT_EQ(m.Migrate({.pfn = Pfn(64), .target = Pfn(300)}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // Onto itself.
+  EXPECT_EQ(m.Migrate({.pfn = Pfn(64), .target = Pfn(64)}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(Take(m) == before);
+}
+
+TEST(MachineTest, DepotPoolAllocationIsRecursionAndGetsTheDummyHandle) {
+  Machine m(Small());
+  ASSERT_EQ(m.depot().stats().pools, 1u);
+  uint64_t seed = 100;
+  // Fill the first pool with distinct stacks until the depot takes a second one.
+  std::vector<EventResult> results;
+  while (m.depot().stats().pools < 2) {
+    const auto s = Stack(seed++, 16);
+    results.push_back(*m.Alloc({.order = Order(0), .gfp_mask = 0xcc0, .frames = s, .pid = 5,
+                                .tgid = 5, .comm = "worker", .ts_ns = seed}));
+  }
+  EXPECT_EQ(m.counters().dummy_handle_uses, 1u);
+  EXPECT_EQ(m.counters().failure_handle_uses, 0u);
+  // The allocation that needed the pool still got its own stack.
+  EXPECT_NE(results.back().handle, m.dummy_handle());
+  // Exactly one order-2 block, the pool, is owned by the dummy stack.
+  EXPECT_EQ(m.depot().Usage(m.dummy_handle()).pages, 4);
+  int dummy_blocks = 0;
+  m.ForEachOwnedBlock(Pfn(0), [&](const PageOwner& p) {
+    if (p.handle == m.dummy_handle()) {
+      ++dummy_blocks;
+      EXPECT_EQ(p.order.raw(), 2u);
+      EXPECT_EQ(p.comm, "worker");  // allocated on behalf of the task being recorded
+      EXPECT_EQ(GfpMigrateType(p.gfp_mask), MigrateType::kUnmovable);
+    }
+    return true;
+  });
+  EXPECT_EQ(dummy_blocks, 1);
+  EXPECT_EQ(m.FormatStack(m.dummy_handle())[0], "register_dummy_stack+0x4b/0x80");
+  EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.allocator().allocated_pages().raw()));
+}
+
+TEST(MachineTest, AStackHoldingSavePageOwnersReturnAddressIsRecursion) {
+  Machine m(Small());
+  std::vector<uint64_t> s = Stack(1);
+  s.insert(s.begin() + 2, m.set_page_owner_ret_ip());
+  const EventResult r = *m.Alloc({.order = Order(0), .frames = s});
+  EXPECT_EQ(r.handle, m.dummy_handle());
+  EXPECT_EQ(m.counters().dummy_handle_uses, 1u);
+}
+
+TEST(MachineTest, PoolLimitGivesTheFailureHandle) {
+  Machine m(Small(true, /*pools=*/1));
+  uint64_t seed = 100;
+  while (m.counters().failure_handle_uses == 0) {
+    const auto s = Stack(seed++, 16);
+    const EventResult r = *m.Alloc({.order = Order(0), .frames = s});
+    if (m.counters().failure_handle_uses > 0) {
+      EXPECT_EQ(r.handle, m.failure_handle());
+    }
+  }
+  EXPECT_EQ(m.depot().stats().pools, 1u);
+  EXPECT_EQ(m.depot().stats().failed, 1u);
+  EXPECT_EQ(m.depot().Usage(m.failure_handle()).pages, 1);
+  EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.allocator().allocated_pages().raw()));
+}
+
+TEST(MachineTest, OutOfMemoryForAPoolGivesTheFailureHandle) {
+  Machine m(Small(true, 8192, /*pages=*/256));
+  // Fill the first pool with stacks, leaving one free page in memory.
+  uint64_t seed = 100;
+  const uint64_t room = 256 - 4 - 1;
+  for (uint64_t i = 0; i < room; ++i) {
+    const auto s = Stack(i < 101 ? seed++ : 100, 16);  // 101 new stacks fill pool 0 (3 special)
+    ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = s}).ok());
+  }
+  ASSERT_EQ(m.depot().stats().pools, 1u);
+  ASSERT_EQ(m.allocator().free_pages().raw(), 1u);
+  const auto fresh = Stack(5000, 16);
+  const EventResult r = *m.Alloc({.order = Order(0), .frames = fresh});
+  EXPECT_EQ(r.handle, m.failure_handle());
+  EXPECT_EQ(m.counters().failure_handle_uses, 1u);
+  EXPECT_FALSE(m.depot().Find(fresh).valid());
+}
+
+TEST(MachineTest, PagesAllocatedWhileTrackingWasOffGetTheEarlyHandle) {
+  Machine m(Small(/*tracking=*/false));
+  EXPECT_EQ(m.tracked_pages().raw(), 0u);
+  const auto a = Stack(1);
+  const EventResult r = *m.Alloc({.order = Order(2), .frames = a, .pfn = Pfn(64)});
+  EXPECT_FALSE(r.handle.valid());
+  EXPECT_FALSE(m.PageRecord(Pfn(64))->owner);
+  m.SetTracking(true, 777);
+  // The pool (4 pages) and the block (4 pages): one order-0 record a page.
+  EXPECT_EQ(m.tracked_pages().raw(), 8u);
+  EXPECT_EQ(m.depot().Usage(m.early_handle()).pages, 8);
+  int printed = 0;
+  m.ForEachOwnedBlock(Pfn(64), [&](const PageOwner& p) {
+    if (p.pfn.raw() >= 68) return false;
+    EXPECT_EQ(p.pfn.raw(), 64u + printed);
+    EXPECT_EQ(p.handle, m.early_handle());
+    EXPECT_EQ(p.order.raw(), 0u);
+    EXPECT_EQ(p.ts_ns, 777u);
+    ++printed;
+    return true;
+  });
+  EXPECT_EQ(printed, 4);
+  EXPECT_EQ(m.BlockOwner(Pfn(66))->pfn, Pfn(66));
+  ASSERT_TRUE(m.Free({.pfn = Pfn(64), .order = Order(2), .frames = a}).ok());
+  EXPECT_EQ(m.depot().Usage(m.early_handle()).pages, 4);
+  EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.allocator().allocated_pages().raw()));
+}
+
+TEST(MachineTest, FreeWhileTrackingIsOffStillTakesPagesOffTheirStack) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  const EventResult r = *m.Alloc({.order = Order(3), .frames = a});
+  m.SetTracking(false, 0);
+  ASSERT_TRUE(m.Free({.pfn = r.pfn, .order = Order(3), .frames = a}).ok());
+  EXPECT_EQ(m.depot().Usage(r.handle).pages, 0);
+  const PageOwner p = *m.PageRecord(r.pfn);
+  EXPECT_FALSE(p.allocated);
+  EXPECT_FALSE(p.free_handle.valid());  // nothing recorded while off
+  EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.tracked_pages().raw()));
+}
+
+TEST(MachineTest, ApplyDispatchesAndCountsRejections) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  EventResult r = m.Apply(AllocEvent{.order = Order(0), .frames = a, .pfn = Pfn(10)});
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.pfn, Pfn(10));
+  r = m.Apply(MigrateEvent{.pfn = Pfn(10), .target = Pfn(20)});
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.pfn, Pfn(20));
+  r = m.Apply(FreeEvent{.pfn = Pfn(10), .order = Order(0)});
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kFailedPrecondition);
+  r = m.Apply(FreeEvent{.pfn = Pfn(20), .order = Order(0)});
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(m.counters().allocs, 1u);
+  EXPECT_EQ(m.counters().migrates, 1u);
+  EXPECT_EQ(m.counters().frees, 1u);
+  EXPECT_EQ(m.counters().rejected, 1u);
+}
+
+TEST(MachineTest, ValidateOptionsNamesTheBadOption) {
+  MachineOptions o;
+  o.pages = PageCount(0);
+  EXPECT_EQ(Machine::ValidateOptions(o).code(), absl::StatusCode::kInvalidArgument);
+  o.pages = PageCount(1024);
+  o.stack_depth = 65;
+  EXPECT_EQ(Machine::ValidateOptions(o).code(), absl::StatusCode::kInvalidArgument);
+  o.stack_depth = 64;
+  o.depot_max_pools = 0;
+  EXPECT_EQ(Machine::ValidateOptions(o).code(), absl::StatusCode::kInvalidArgument);
+  o.depot_max_pools = 131071;
+  EXPECT_TRUE(Machine::ValidateOptions(o).ok());
+}
+
+}  // namespace
+}  // namespace pageowner
