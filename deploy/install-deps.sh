@@ -13,6 +13,12 @@ packages=(
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
+  libgrpc++-dev
+  libprotobuf-dev
+  protobuf-compiler
+  protobuf-compiler-grpc
+  python3-grpcio
+  python3-protobuf
   xz-utils
 )
 

@@ -1,0 +1,92 @@
+// Workload: a synthetic, seeded stream of alloc, free and migrate events that looks like a busy
+// kernel: deep stacks with a skewed popularity, orders mostly 0, memory kept near a fill level.
+// Used by `pageowner load`, the benchmarks and the tests. It only generates events; whoever
+// applies them (in process or over the wire) reports each outcome back with Observe.
+#ifndef PAGEOWNER_CORE_WORKLOAD_H_
+#define PAGEOWNER_CORE_WORKLOAD_H_
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "core/machine.h"
+#include "core/types.h"
+
+namespace pageowner {
+
+struct WorkloadOptions {
+  uint64_t pages = 1 << 20;  // the machine's size
+  uint32_t stacks = 10000;   // distinct allocation stacks
+  int depth = 16;            // frames a stack
+  double fill = 0.7;         // fraction of memory to keep allocated
+  double migrate_ratio = 0.05;
+  uint32_t tasks = 64;
+  uint64_t seed = 1;
+};
+
+enum class WorkloadKind : uint8_t { kAlloc, kFree, kMigrate };
+
+struct WorkloadEvent {
+  WorkloadKind kind = WorkloadKind::kAlloc;
+  Order order;
+  Pfn pfn;           // free and migrate: the block's head
+  uint32_t gfp_mask = 0;
+  uint32_t stack = 0;  // index into stacks(); the free stacks follow the allocation stacks
+  uint32_t task = 0;   // index into tasks()
+  uint64_t ts_ns = 0;
+  MigrateReason reason = MigrateReason::kNone;
+};
+
+struct WorkloadTask {
+  int32_t pid;
+  int32_t tgid;
+  std::string comm;
+};
+
+// Invariants: a block is handed out for a free or a migration at most once until its outcome
+// is observed, so a generated free never names a block another pending event also names.
+// Thread-safety: none; one thread generates and observes.
+class Workload {
+ public:
+  explicit Workload(const WorkloadOptions& options);
+
+  // The next event. Allocations let the allocator choose the pfn.
+  WorkloadEvent Next();
+  // Reports what became of an event from Next: for an alloc the pfn it got, for a migration the
+  // target pfn; `ok` false when it failed (the block then stays where it was).
+  void Observe(const WorkloadEvent& e, bool ok, Pfn result_pfn);
+
+  // All stacks: the allocation stacks (0..options.stacks-1) then a few free stacks.
+  uint32_t num_stacks() const { return static_cast<uint32_t>(stacks_.size()); }
+  absl::Span<const uint64_t> frames(uint32_t stack) const { return stacks_[stack]; }
+  const std::vector<WorkloadTask>& tasks() const { return tasks_; }
+  // The %pS name of a frame address this workload made up ("func_17+0x1a/0x80").
+  static std::string SymbolName(uint64_t ip);
+
+  // The event as the Machine takes it (its spans point into this workload and `e`).
+  Event ToMachineEvent(const WorkloadEvent& e) const;
+  // Pages allocated by observed allocations, plus those still pending.
+  uint64_t allocated_pages() const { return live_pages_ + pending_pages_; }
+
+ private:
+  struct Live {
+    uint64_t pfn;
+    uint8_t order;
+  };
+
+  WorkloadOptions options_;
+  std::mt19937_64 rng_;
+  std::discrete_distribution<uint32_t> popularity_;
+  std::vector<std::vector<uint64_t>> stacks_;
+  std::vector<WorkloadTask> tasks_;
+  std::vector<Live> live_;  // observed allocated blocks not handed out for free/migrate
+  uint64_t live_pages_ = 0;
+  uint64_t pending_pages_ = 0;
+  uint64_t ts_ = 1000000000;
+};
+
+}  // namespace pageowner
+
+#endif  // PAGEOWNER_CORE_WORKLOAD_H_
