@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -66,7 +67,7 @@ bool MayClaim(unsigned order, int mt) {
 constexpr bool WordWithinPageblock(unsigned order) { return order + 6 <= kPageblockOrder; }
 
 // Number of set bits of `bits` at positions [lo, hi).
-uint64_t CountBits(const std::vector<uint64_t>& bits, uint64_t lo, uint64_t hi) {
+uint64_t CountBits(const uint64_t* bits, uint64_t lo, uint64_t hi) {
   uint64_t n = 0;
   while (lo < hi) {
     const uint64_t end = std::min(hi, (lo | 63) + 1);
@@ -80,15 +81,33 @@ uint64_t CountBits(const std::vector<uint64_t>& bits, uint64_t lo, uint64_t hi) 
 
 }  // namespace
 
-BuddyAllocator::BuddyAllocator(PageCount pages) : pages_(pages.raw()) {
+template <typename T>
+BuddyAllocator::ZeroedArray<T>::ZeroedArray(size_t n)
+    : data_(static_cast<T*>(std::calloc(n == 0 ? 1 : n, sizeof(T)))), size_(n) {
+  if (data_ == nullptr) std::abort();  // out of memory, as operator new would end
+}
+
+// Stored state bytes are XORed with the boot layout's byte at max-order-aligned pfns, which
+// always head a block (no block is larger): zeroed memory then reads as "a free max-order block
+// at every 1024th pfn and inside pages between", so boot writes none of the per-page bytes.
+uint8_t BuddyAllocator::State(uint64_t pfn) const {
+  return state_[pfn] ^ ((pfn & (Pages(kMaxOrder) - 1)) == 0 ? FreeByte(kMaxOrder) : 0);
+}
+
+void BuddyAllocator::SetState(uint64_t pfn, uint8_t s) {
+  state_[pfn] = s ^ ((pfn & (Pages(kMaxOrder) - 1)) == 0 ? FreeByte(kMaxOrder) : 0);
+}
+
+BuddyAllocator::BuddyAllocator(PageCount pages)
+    : pages_(pages.raw()),
+      state_(pages.raw()),
+      pageblock_mt_((pages_ + kPageblockPages - 1) >> kPageblockOrder,
+                    static_cast<uint8_t>(kMovable)) {
   assert(pages_ >= 1);
-  state_.assign(pages_, kKindInside);
-  pageblock_mt_.assign((pages_ + kPageblockPages - 1) >> kPageblockOrder,
-                       static_cast<uint8_t>(kMovable));
   for (unsigned k = 0; k <= kMaxOrder; ++k) {
     FreeArea& area = areas_[k];
     const uint64_t words = ((pages_ >> k) + 63) / 64;
-    area.bits.assign(words, 0);
+    area.bits = ZeroedArray<uint64_t>(words);
     for (auto& levels : area.summary) {
       uint64_t n = words;
       do {
@@ -97,12 +116,19 @@ BuddyAllocator::BuddyAllocator(PageCount pages) : pages_(pages.raw()) {
       } while (n > 1);
     }
   }
-  // Boot: max-order blocks, then the tail in descending aligned blocks.
-  const uint64_t full = pages_ & ~(Pages(kMaxOrder) - 1);
-  for (uint64_t head = 0; head < full; head += Pages(kMaxOrder)) AddFree(head, kMaxOrder);
-  uint64_t head = full;
+  // Boot: max-order blocks, whose head bytes already read free (see State), then the tail in
+  // descending aligned blocks.
+  const uint64_t full_blocks = pages_ >> kMaxOrder;
+  FreeArea& top = areas_[kMaxOrder];
+  for (uint64_t w = 0; w * 64 < full_blocks; ++w) {
+    const uint64_t n = std::min<uint64_t>(64, full_blocks - w * 64);
+    top.bits[w] = n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+    SummarySet(top, kMovable, w);
+  }
+  free_count_[kMovable][kMaxOrder] = full_blocks;
+  uint64_t head = full_blocks << kMaxOrder;
   for (int k = kMaxOrder - 1; k >= 0; --k) {
-    if ((pages_ - full) & Pages(k)) {
+    if (pages_ & Pages(k)) {
       AddFree(head, k);
       head += Pages(k);
     }
@@ -117,7 +143,7 @@ BuddyAllocator::Block BuddyAllocator::FindBlock(uint64_t pfn) const {
   // really is a head of at least the candidate's order is it (invariants 1 and 2).
   for (unsigned k = 0; k <= kMaxOrder; ++k) {
     const uint64_t head = pfn & ~(Pages(k) - 1);
-    const uint8_t s = state_[head];
+    const uint8_t s = State(head);
     if (Kind(s) != kKindInside && OrderOf(s) >= k) {
       return Block{head, OrderOf(s), Kind(s) == kKindFree};
     }
@@ -169,14 +195,14 @@ void BuddyAllocator::AddFree(uint64_t head, unsigned order) {
   FreeArea& area = areas_[order];
   const uint64_t pos = head >> order;
   const int mt = ListOf(head);
-  state_[head] = FreeByte(order);
+  SetState(head, FreeByte(order));
   area.bits[pos >> 6] |= Bit(pos);
   ++free_count_[mt][order];
   SummarySet(area, mt, pos >> 6);
 }
 
 void BuddyAllocator::RemoveFree(uint64_t head, unsigned order) {
-  assert(state_[head] == FreeByte(order));
+  assert(State(head) == FreeByte(order));
   FreeArea& area = areas_[order];
   const uint64_t pos = head >> order;
   const int mt = ListOf(head);
@@ -216,7 +242,7 @@ void BuddyAllocator::SplitAndMark(uint64_t head, unsigned block_order, uint64_t 
     }
   }
   assert(head == pfn);
-  state_[pfn] = AllocatedByte(order, mt);
+  SetState(pfn, AllocatedByte(order, mt));
 }
 
 void BuddyAllocator::SetPageblockType(uint64_t pageblock, int mt) {
@@ -237,7 +263,7 @@ void BuddyAllocator::SetPageblockType(uint64_t pageblock, int mt) {
     }
     hi = std::min(hi, pages_ >> k);
     if (lo >= hi) continue;
-    const uint64_t moved = CountBits(areas_[k].bits, lo, hi);
+    const uint64_t moved = CountBits(areas_[k].bits.data(), lo, hi);
     if (moved == 0) continue;
     free_count_[old][k] -= moved;
     free_count_[mt][k] += moved;
@@ -274,7 +300,7 @@ std::optional<uint64_t> BuddyAllocator::AllocateFallback(unsigned order, int mt)
     const bool may_claim = MayClaim(found, mt);
     if (!may_claim && mt == kMovable && found > order) {
       // A Movable request that cannot claim splits the smallest fallback block rather than the
-      // largest: the pollution it causes is cheap to undo by compaction.
+      // largest: its pages can be migrated away later, so it fragments nothing for good.
       found = order;
       while ((fallback = first_fallback(found)) < 0) ++found;
     }
@@ -304,7 +330,7 @@ uint64_t BuddyAllocator::StealFallbackBlock(uint64_t head, unsigned block_order,
     uint64_t free = 0;
     uint64_t movable = 0;
     for (uint64_t p = start; p < start + kPageblockPages;) {
-      const uint8_t s = state_[p];
+      const uint8_t s = State(p);
       assert(Kind(s) != kKindInside);
       if (Kind(s) == kKindFree) {
         free += Pages(OrderOf(s));
@@ -380,7 +406,7 @@ absl::Status BuddyAllocator::AllocateAt(Pfn pfn, Order order, MigrateType mt) {
   if (block.order < order.raw()) {
     // By invariant 3 the range holds an allocated block; name the first.
     for (uint64_t q = block.head + Pages(block.order); q < p + n;) {
-      const uint8_t s = state_[q];
+      const uint8_t s = State(q);
       if (Kind(s) == kKindAllocated) {
         return absl::AlreadyExistsError(absl::StrCat("pfns [", p, ", ", p + n,
                                                      ") overlap the allocated block at pfn ", q,
@@ -405,7 +431,7 @@ absl::Status BuddyAllocator::Free(Pfn pfn, Order order) {
     return absl::OutOfRangeError(
         absl::StrCat("pfn ", p, " is beyond the end of memory (", pages_, " pages)"));
   }
-  const uint8_t s = state_[p];
+  const uint8_t s = State(p);
   if (Kind(s) != kKindAllocated) {
     const Block block = FindBlock(p);
     if (block.free) {
@@ -428,9 +454,9 @@ absl::Status BuddyAllocator::Free(Pfn pfn, Order order) {
   unsigned k = order.raw();
   for (; k < kMaxOrder; ++k) {
     const uint64_t buddy = head ^ Pages(k);
-    if (buddy + Pages(k) > pages_ || state_[buddy] != FreeByte(k)) break;
+    if (buddy + Pages(k) > pages_ || State(buddy) != FreeByte(k)) break;
     RemoveFree(buddy, k);
-    state_[std::max(head, buddy)] = kKindInside;
+    SetState(std::max(head, buddy), kKindInside);
     head = std::min(head, buddy);
   }
   AddFree(head, k);
@@ -448,7 +474,7 @@ std::optional<MigrateType> BuddyAllocator::AllocationMigrateType(Pfn pfn) const 
   if (pfn.raw() >= pages_) return std::nullopt;
   const Block block = FindBlock(pfn.raw());
   if (block.free) return std::nullopt;
-  return static_cast<MigrateType>(MtOf(state_[block.head]));
+  return static_cast<MigrateType>(MtOf(State(block.head)));
 }
 
 MigrateType BuddyAllocator::PageblockMigrateType(uint64_t pageblock) const {
@@ -468,7 +494,7 @@ void BuddyAllocator::ForEachAllocatedBlock(Pfn start,
   const Block first = FindBlock(start.raw());
   uint64_t p = first.head < start.raw() ? first.head + Pages(first.order) : first.head;
   while (p < pages_) {
-    const uint8_t s = state_[p];
+    const uint8_t s = State(p);
     assert(Kind(s) != kKindInside);
     if (Kind(s) == kKindAllocated && !visit(AllocatedBlock{Pfn(p), Order(OrderOf(s))})) return;
     p += Pages(OrderOf(s));
@@ -476,9 +502,9 @@ void BuddyAllocator::ForEachAllocatedBlock(Pfn start,
 }
 
 size_t BuddyAllocator::MemoryBytes() const {
-  size_t bytes = state_.capacity() + pageblock_mt_.capacity();
+  size_t bytes = state_.size() + pageblock_mt_.capacity();
   for (const FreeArea& area : areas_) {
-    bytes += area.bits.capacity() * sizeof(uint64_t);
+    bytes += area.bits.size() * sizeof(uint64_t);
     for (const auto& levels : area.summary) {
       bytes += levels.capacity() * sizeof(levels[0]);
       for (const auto& level : levels) bytes += level.capacity() * sizeof(uint64_t);
@@ -492,7 +518,7 @@ absl::Status BuddyAllocator::CheckInvariants() const {
   std::array<std::array<uint64_t, kMaxOrder + 1>, kNumFreeListTypes> counts{};
   uint64_t free = 0;
   for (uint64_t p = 0; p < pages_;) {
-    const uint8_t s = state_[p];
+    const uint8_t s = State(p);
     const unsigned k = OrderOf(s);
     if (Kind(s) != kKindFree && Kind(s) != kKindAllocated) {
       return fail("pfn ", p, " should head a block but reads ", int{s});
@@ -501,15 +527,16 @@ absl::Status BuddyAllocator::CheckInvariants() const {
       return fail("block at pfn ", p, " of order ", k, " is misaligned or passes the end");
     }
     for (uint64_t q = p + 1; q < p + Pages(k); ++q) {
-      if (state_[q] != kKindInside)
-        return fail("pfn ", q, " inside block ", p, " reads ", int{state_[q]});
+      if (State(q) != kKindInside) {
+        return fail("pfn ", q, " inside block ", p, " reads ", int{State(q)});
+      }
     }
     const bool bit = (areas_[k].bits[(p >> k) >> 6] & Bit(p >> k)) != 0;
     if (Kind(s) == kKindFree) {
       if (MtOf(s) != 0) return fail("free block at pfn ", p, " carries a migratetype");
       if (!bit) return fail("free block at pfn ", p, " of order ", k, " is on no list");
       const uint64_t buddy = p ^ Pages(k);
-      if (k < kMaxOrder && buddy + Pages(k) <= pages_ && state_[buddy] == FreeByte(k)) {
+      if (k < kMaxOrder && buddy + Pages(k) <= pages_ && State(buddy) == FreeByte(k)) {
         return fail("free buddies at pfns ", p, " and ", buddy, " of order ", k);
       }
       ++counts[ListOf(p)][k];
@@ -531,7 +558,7 @@ absl::Status BuddyAllocator::CheckInvariants() const {
     for (uint64_t w = 0; w < area.bits.size(); ++w) {
       for (uint64_t x = area.bits[w]; x != 0; x &= x - 1) {
         const uint64_t head = (w * 64 + std::countr_zero(x)) << k;
-        if (head >= pages_ || state_[head] != FreeByte(k)) {
+        if (head >= pages_ || State(head) != FreeByte(k)) {
           return fail("order ", k, " bit for pfn ", head, " names no free block");
         }
         ++set;

@@ -7,6 +7,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -37,7 +39,9 @@ struct AllocatedBlock {
 // on the list of its head's pageblock migratetype (invariant 4), so its bitmap bit plus that
 // pageblock byte say which list it is on. Finding the lowest block of a list costs one word a
 // summary level plus a scan of one bitmap word; removing a given block (a buddy being merged)
-// costs a bitmap word scan plus at most one word a level.
+// costs a bitmap word scan plus at most one word a level. The per-page state and the bitmaps come
+// zeroed from calloc, and zero reads as the boot layout, so building even a 1 TiB machine writes
+// almost none of them (the OS backs their pages as they are first written).
 //
 // Invariants:
 //  1. The blocks, free and allocated, tile [0, total_pages()): a block of order k starts at a
@@ -132,7 +136,8 @@ class BuddyAllocator {
   // took one pageblock or two).
   uint64_t fallback_steals() const { return steals_; }
 
-  // Heap bytes held by this allocator.
+  // Heap bytes held by this allocator (reserved; the per-page arrays come from calloc, and the
+  // OS backs their pages as they are first written).
   size_t MemoryBytes() const;
 
   // Checks every invariant above by a full scan, O(total_pages()); for tests. Returns kInternal
@@ -140,10 +145,30 @@ class BuddyAllocator {
   absl::Status CheckInvariants() const;
 
  private:
+  // A zero-filled array from calloc: the OS backs its pages only once they are written, so a
+  // 1 TiB machine is built without faulting in its per-page state.
+  template <typename T>
+  class ZeroedArray {
+   public:
+    ZeroedArray() = default;
+    explicit ZeroedArray(size_t n);
+    T& operator[](size_t i) { return data_[i]; }
+    const T& operator[](size_t i) const { return data_[i]; }
+    const T* data() const { return data_.get(); }
+    size_t size() const { return size_; }
+
+   private:
+    struct FreeDeleter {
+      void operator()(T* p) const { std::free(p); }
+    };
+    std::unique_ptr<T[], FreeDeleter> data_;
+    size_t size_ = 0;
+  };
+
   // The free blocks of one order, over all three lists.
   struct FreeArea {
     // Bit p of word p / 64 is set when a free block of this order has its head at p << order.
-    std::vector<uint64_t> bits;
+    ZeroedArray<uint64_t> bits;
     // summary[mt][0] has a bit per word of `bits`, set when that word holds a block on mt's list;
     // summary[mt][l] has a bit per word of summary[mt][l - 1], set when that word is non-zero.
     // The last level is a single word.
@@ -157,6 +182,9 @@ class BuddyAllocator {
     bool free;
   };
 
+  // A page's state byte (layout in buddy_allocator.cc) and its setter.
+  uint8_t State(uint64_t pfn) const;
+  void SetState(uint64_t pfn, uint8_t s);
   // REQUIRES: pfn < pages_.
   Block FindBlock(uint64_t pfn) const;
   // The free-list index of the block headed at `head`: its pageblock's type.
@@ -190,7 +218,7 @@ class BuddyAllocator {
   uint64_t pages_;
   uint64_t free_pages_ = 0;
   uint64_t steals_ = 0;
-  std::vector<uint8_t> state_;         // one byte a page; layout in buddy_allocator.cc
+  ZeroedArray<uint8_t> state_;         // one byte a page, read through State()
   std::vector<uint8_t> pageblock_mt_;  // MigrateType of each pageblock, always < 3
   std::array<FreeArea, kMaxOrder + 1> areas_;
   // free_count_[mt][order]: blocks on list (mt, order).

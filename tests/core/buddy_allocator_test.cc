@@ -519,6 +519,29 @@ TEST(BuddyAllocatorTest, MemoryUnderBudgetAt4GiB) {
   EXPECT_TRUE(a.CheckInvariants().ok());
 }
 
+TEST(BuddyAllocatorTest, TerabyteMachines) {
+  for (const uint64_t pages : {uint64_t{1} << 28, (uint64_t{1} << 28) - 1}) {
+    SCOPED_TRACE(pages);
+    BuddyAllocator a{PageCount(pages)};
+    const uint64_t full = pages >> kMaxOrder;
+    EXPECT_EQ(a.FreeBlockCount(Order(10), kM), full);
+    EXPECT_EQ(a.num_pageblocks(), (pages + 511) / 512);
+    EXPECT_EQ(a.PageblockMigrateType(a.num_pageblocks() - 1), kM);
+    EXPECT_EQ(MustAllocate(a, 0, kU), 0u);
+    EXPECT_EQ(a.FreeBlockCount(Order(10), kM), full - 1);
+    const uint64_t last = pages - 1;
+    ASSERT_TRUE(a.AllocateAt(Pfn(last), Order(0), kM).ok());
+    EXPECT_EQ(a.BlockContaining(Pfn(last)), Blk(last, 0));
+    EXPECT_EQ(a.BlockContaining(Pfn(last - 1)), std::nullopt);
+    EXPECT_EQ(a.free_pages().raw(), pages - 2);
+    ASSERT_TRUE(a.Free(Pfn(last), Order(0)).ok());
+    ASSERT_TRUE(a.Free(Pfn(0), Order(0)).ok());
+    EXPECT_EQ(a.free_pages().raw(), pages);
+    EXPECT_EQ(a.FreeBlockCount(Order(10), kU), 1u);  // pageblocks 0 and 1 stay claimed
+    EXPECT_EQ(a.FreeBlockCount(Order(10), kM), full - 1);
+  }
+}
+
 // The randomized run: every step is checked against a plain model of the allocated blocks.
 struct RandomParam {
   const char* name;
