@@ -17,6 +17,7 @@ packages=(
   libprotobuf-dev
   protobuf-compiler
   protobuf-compiler-grpc
+  nlohmann-json3-dev
   python3-grpcio
   python3-protobuf
   xz-utils

@@ -1,0 +1,150 @@
+#include "client/client.h"
+
+#include <chrono>
+#include <string>
+#include <utility>
+
+#include "client/status.h"
+#include "grpcpp/grpcpp.h"
+#include "pageowner/v1/pageowner.grpc.pb.h"
+
+namespace pageowner::client {
+namespace {
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
+  if (timeout == absl::InfiniteDuration()) return;
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+// One unary call with the client's deadline, its status converted.
+template <typename Request, typename Response, typename Method>
+absl::StatusOr<Response> Unary(absl::Duration timeout, const Request& request, Method method) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, timeout);
+  Response response;
+  grpc::Status status = method(&ctx, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+}  // namespace
+
+Client::Client(std::string_view target, ClientOptions options)
+    : Client(grpc::CreateChannel(std::string(target), grpc::InsecureChannelCredentials()),
+             options) {}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
+    : channel_(std::move(channel)), stub_(v1::PageOwner::NewStub(channel_)), options_(options) {}
+
+Client::~Client() = default;
+
+absl::StatusOr<v1::GetPageResponse> Client::GetPage(Pfn pfn) {
+  v1::GetPageRequest request;
+  request.set_pfn(pfn.raw());
+  return Unary<v1::GetPageRequest, v1::GetPageResponse>(
+      options_.timeout, request,
+      [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->GetPage(c, q, r); });
+}
+
+absl::StatusOr<v1::Stack> Client::GetStack(StackHandle handle) {
+  v1::GetStackRequest request;
+  request.set_handle(handle.raw());
+  return Unary<v1::GetStackRequest, v1::Stack>(
+      options_.timeout, request,
+      [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->GetStack(c, q, r); });
+}
+
+absl::StatusOr<v1::ListStacksResponse> Client::ListStacks(const v1::ListStacksRequest& request) {
+  return Unary<v1::ListStacksRequest, v1::ListStacksResponse>(
+      options_.timeout, request,
+      [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->ListStacks(c, q, r); });
+}
+
+absl::StatusOr<v1::Stats> Client::GetStats() {
+  return Unary<v1::GetStatsRequest, v1::Stats>(
+      options_.timeout, v1::GetStatsRequest(),
+      [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->GetStats(c, q, r); });
+}
+
+absl::StatusOr<v1::SetTrackingResponse> Client::SetTracking(bool on, uint64_t ts_ns) {
+  v1::SetTrackingRequest request;
+  request.set_on(on);
+  request.set_ts_ns(ts_ns);
+  return Unary<v1::SetTrackingRequest, v1::SetTrackingResponse>(
+      options_.timeout, request,
+      [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->SetTracking(c, q, r); });
+}
+
+absl::Status Client::ListPages(const v1::ListPagesRequest& request,
+                               absl::FunctionRef<bool(const v1::ListPagesResponse&)> visit) {
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<v1::ListPagesResponse>> reader =
+      stub_->ListPages(&ctx, request);
+  v1::ListPagesResponse chunk;
+  bool stopped = false;
+  while (reader->Read(&chunk)) {
+    if (!visit(chunk)) {
+      stopped = true;
+      ctx.TryCancel();
+      while (reader->Read(&chunk)) {
+      }
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (stopped) return absl::OkStatus();
+  return FromGrpcStatus(status);
+}
+
+std::unique_ptr<Session> Client::StartSession(SessionOptions options) {
+  return std::make_unique<Session>(channel_, std::move(options));
+}
+
+MigrateReason FromWireReason(int reason) {
+  if (reason <= 0 || reason > kNumMigrateReasons) return MigrateReason::kNone;
+  return static_cast<MigrateReason>(reason - 1);
+}
+
+int ToWireReason(MigrateReason reason) { return static_cast<int>(reason) + 1; }
+
+PageOwner ToPageOwner(const v1::PageRecord& r) {
+  PageOwner p;
+  p.pfn = Pfn(r.pfn());
+  p.order = Order(r.order());
+  p.gfp_mask = r.gfp_mask();
+  p.handle = StackHandle(r.handle());
+  p.free_handle = StackHandle(r.free_handle());
+  p.last_migrate_reason = FromWireReason(r.last_migrate_reason());
+  p.pid = r.pid();
+  p.tgid = r.tgid();
+  p.comm = r.comm();
+  p.ts_ns = r.ts_ns();
+  p.free_ts_ns = r.free_ts_ns();
+  p.free_pid = r.free_pid();
+  p.free_tgid = r.free_tgid();
+  p.owner = r.owner();
+  p.allocated = r.allocated();
+  p.pageblock_migratetype = static_cast<MigrateType>(r.pageblock_migratetype());
+  p.page_flags = r.page_flags();
+  return p;
+}
+
+StackUsage ReceivedStack::usage() const {
+  return StackUsage{handle, absl::MakeConstSpan(ips), pages, allocations};
+}
+
+ReceivedStack ReceiveStack(const v1::Stack& stack, SymbolTable* symbols) {
+  ReceivedStack out;
+  out.handle = StackHandle(stack.handle());
+  out.pages = stack.pages();
+  out.allocations = stack.allocations();
+  out.ips.reserve(stack.frames_size());
+  for (const v1::Frame& f : stack.frames()) {
+    out.ips.push_back(f.ip());
+    const std::string& name = f.symbol();
+    if (!name.empty() && name.rfind("0x", 0) != 0) symbols->Register(f.ip(), name);
+  }
+  return out;
+}
+
+}  // namespace pageowner::client

@@ -1,0 +1,92 @@
+// Client: the query calls of the PageOwner service, each returning absl::Status(Or), plus the
+// conversions that let core's renderers print what the daemon sent (a PageRecord becomes a core
+// PageOwner; a Stack's frames fill a local SymbolTable).
+#ifndef PAGEOWNER_CLIENT_CLIENT_H_
+#define PAGEOWNER_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/session.h"
+#include "core/machine.h"
+#include "core/stack_depot.h"
+#include "core/symbols.h"
+#include "core/types.h"
+#include "pageowner/v1/pageowner.grpc.pb.h"
+#include "pageowner/v1/pageowner.pb.h"
+
+namespace pageowner::client {
+
+struct ClientOptions {
+  // Deadline of each unary call; absl::InfiniteDuration() for none. Streams have none.
+  absl::Duration timeout = absl::Seconds(30);
+};
+
+// Thread-safety: every method may be called from any thread (gRPC stubs are thread-safe).
+class Client {
+ public:
+  // A plaintext channel to `target` ("host:port"); it connects on first use.
+  explicit Client(std::string_view target, ClientOptions options = {});
+  explicit Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // The owner of the block holding `pfn`. Errors: kOutOfRange beyond memory; transport errors.
+  absl::StatusOr<v1::GetPageResponse> GetPage(Pfn pfn);
+  // Errors: kNotFound for a handle that names no stack.
+  absl::StatusOr<v1::Stack> GetStack(StackHandle handle);
+  absl::StatusOr<v1::ListStacksResponse> ListStacks(const v1::ListStacksRequest& request);
+  absl::StatusOr<v1::Stats> GetStats();
+  // `ts_ns` 0: the daemon's clock stamps the early pages.
+  absl::StatusOr<v1::SetTrackingResponse> SetTracking(bool on, uint64_t ts_ns = 0);
+
+  // Streams ListPages, calling `visit` for each chunk in order (the chunk is reused after visit
+  // returns). `visit` returns false to stop: the call is then cancelled and OK returned.
+  absl::Status ListPages(const v1::ListPagesRequest& request,
+                         absl::FunctionRef<bool(const v1::ListPagesResponse&)> visit);
+
+  // A new Ingest stream on this client's channel.
+  std::unique_ptr<Session> StartSession(SessionOptions options = {});
+
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::PageOwner::Stub> stub_;
+  ClientOptions options_;
+};
+
+// The daemon's record as core's plain struct, so that AppendPageOwnerBlock and DumpPageOwnerText
+// print it exactly as the daemon would.
+PageOwner ToPageOwner(const v1::PageRecord& record);
+
+// The wire's migrate reason (the kernel's enum shifted by one) and back.
+MigrateReason FromWireReason(int reason);
+int ToWireReason(MigrateReason reason);
+
+// A stack received from the daemon, with storage for its addresses.
+struct ReceivedStack {
+  StackHandle handle;
+  std::vector<uint64_t> ips;
+  int64_t pages = 0;
+  uint64_t allocations = 0;
+
+  // A view for AppendStackEntry; valid while this object lives and is not changed.
+  StackUsage usage() const;
+};
+
+// Names each frame's address in `symbols` with the text the daemon printed for it (frames the
+// daemon printed as a bare "0x..." address stay unnamed, and so print the same) and returns the
+// stack's addresses and usage.
+ReceivedStack ReceiveStack(const v1::Stack& stack, SymbolTable* symbols);
+
+}  // namespace pageowner::client
+
+#endif  // PAGEOWNER_CLIENT_CLIENT_H_

@@ -1,0 +1,137 @@
+// The `pageowner` CLI: its command line, and each command as a function that talks to a Client
+// and writes to streams, so that tests can run commands against any server.
+#ifndef PAGEOWNER_CLIENT_COMMANDS_H_
+#define PAGEOWNER_CLIENT_COMMANDS_H_
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/client.h"
+#include "client/session.h"
+#include "core/types.h"
+
+namespace pageowner::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitServerError = 1;  // the daemon (or the transport) returned an error
+inline constexpr int kExitUsage = 2;        // unknown command or flag, bad number, unreadable file
+
+inline constexpr std::string_view kDefaultServer = "127.0.0.1:50051";
+
+// Where a command reads and writes.
+struct Io {
+  std::istream& in;   // replay's "-"
+  std::ostream& out;  // the command's output
+  std::ostream& err;  // errors, progress
+};
+
+// ---- Command line ----
+
+// A parsed command line. `command` is one of the names `Usage()` lists.
+struct CommandLine {
+  std::string server = std::string(kDefaultServer);
+  std::string command;
+  std::vector<std::string> positional;
+  // Flags given to the command, by name without dashes; a boolean flag has value "true".
+  std::vector<std::pair<std::string, std::string>> flags;
+};
+
+// Splits `args` (argv without the program name) into the global --server, the command, its
+// flags (`--name=value`, `--name value`, `--bool`) and positionals, checking each flag and the
+// number of positionals against the command's table. --help or -h anywhere means `help`.
+// Errors: kInvalidArgument with a message for the user.
+absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args);
+
+// Runs a parsed command against the daemon at `line.server`; returns the exit code. Errors are
+// written to io.err as "pageowner: ...".
+int Dispatch(const CommandLine& line, Io io);
+
+// What `pageowner help` prints: every command with its flags.
+std::string Usage();
+// A one-line hint for a usage error in `command` ("" for the top level).
+std::string UsageHint(std::string_view command);
+
+// ---- Values ----
+
+// A non-negative integer in decimal or 0x/0X hex ("4096", "0x1000"); kInvalidArgument for
+// anything else (signs, spaces, garbage, overflow).
+absl::StatusOr<uint64_t> ParseNumber(std::string_view text);
+
+// A migrate reason by the kernel's name ("compaction", "numa_misplaced", ...).
+absl::StatusOr<MigrateReason> ParseMigrateReason(std::string_view name);
+
+// ---- Replay ----
+
+enum class ReplayKind { kAlloc, kFree, kMigrate };
+
+// One event of a replay file (client/REPLAY_FORMAT.md).
+struct ReplayEvent {
+  ReplayKind kind = ReplayKind::kAlloc;
+  uint32_t order = 0;
+  uint32_t gfp_mask = 0;
+  std::optional<uint64_t> pfn;         // alloc: where to place it; free, migrate: the head
+  std::optional<uint64_t> target_pfn;  // migrate
+  MigrateReason reason = MigrateReason::kCompaction;
+  int32_t pid = 0;
+  int32_t tgid = 0;
+  std::string comm;
+  uint64_t ts_ns = 0;
+  std::vector<client::Frame> stack;
+};
+
+// Parses one line of a replay file. Errors: kInvalidArgument saying what is wrong (not JSON, an
+// unknown or misplaced field, a value of the wrong type or range, a missing required field).
+absl::StatusOr<ReplayEvent> ParseReplayLine(std::string_view line);
+
+// ---- Commands ----
+
+struct PageOptions {
+  Pfn pfn;
+  bool json = false;
+};
+int RunPage(client::Client& client, const PageOptions& options, Io io);
+
+struct StackOptions {
+  StackHandle handle;
+  bool json = false;
+};
+int RunStack(client::Client& client, const StackOptions& options, Io io);
+
+struct StacksOptions {
+  int64_t threshold = 0;
+  uint32_t top = 0;            // 0: all
+  std::string sort = "pages";  // pages, allocs or newest
+  bool handles = false;
+};
+int RunStacks(client::Client& client, const StacksOptions& options, Io io);
+
+int RunDump(client::Client& client, Io io);
+
+struct StatsOptions {
+  bool json = false;
+};
+int RunStats(client::Client& client, const StatsOptions& options, Io io);
+
+struct ReplayOptions {
+  std::string file;  // "-": io.in
+  size_t batch = 4096;
+};
+int RunReplay(client::Client& client, const ReplayOptions& options, Io io);
+
+struct LoadOptions {
+  uint64_t events = 0;
+  uint32_t stacks = 10000;
+  double fill = 0.7;
+  uint64_t seed = 1;
+  size_t batch = 4096;
+};
+int RunLoad(client::Client& client, const LoadOptions& options, Io io);
+
+}  // namespace pageowner::cli
+
+#endif  // PAGEOWNER_CLIENT_COMMANDS_H_

@@ -1,0 +1,189 @@
+#include "server/flags.h"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "core/machine.h"
+#include "core/stack_depot.h"
+#include "core/types.h"
+
+namespace pageowner::server {
+namespace {
+
+// Debian's Abseil has its own string_view.
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+struct Suffix {
+  std::string_view name;
+  unsigned shift;
+};
+constexpr Suffix kSuffixes[] = {{"", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+
+// The largest memory the core accepts (Machine::ValidateOptions): 2^32 pages, 16 TiB.
+constexpr uint64_t kMaxMemoryBytes = (uint64_t{1} << 32) * kPageSize;
+
+bool IsUsageFlag(std::string_view name) {
+  for (std::string_view usage : {"help", "helpfull", "helpshort", "helppackage", "version",
+                                 "only_check_args", "helpon", "helpmatch"}) {
+    if (name == usage) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> ParseMemorySize(std::string_view text) {
+  const auto quoted = [&] { return absl::StrCat("memory size \"", Sv(text), "\""); };
+  size_t digits = 0;
+  while (digits < text.size() && absl::ascii_isdigit(static_cast<unsigned char>(text[digits]))) {
+    ++digits;
+  }
+  if (digits == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(quoted(), ": expected a decimal number of bytes, KiB, MiB, GiB or TiB"));
+  }
+  const std::string_view suffix = text.substr(digits);
+  const Suffix* unit = nullptr;
+  for (const Suffix& s : kSuffixes) {
+    if (s.name == suffix) unit = &s;
+  }
+  if (unit == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(quoted(), ": unknown unit \"", Sv(suffix),
+                                                   "\" (use none for bytes, or KiB, MiB, GiB, "
+                                                   "TiB)"));
+  }
+  uint64_t n = 0;
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  for (size_t i = 0; i < digits; ++i) {
+    const uint64_t d = static_cast<uint64_t>(text[i] - '0');
+    if (n > (kMax - d) / 10) {
+      return absl::OutOfRangeError(absl::StrCat(quoted(), ": does not fit in 64 bits"));
+    }
+    n = n * 10 + d;
+  }
+  if (unit->shift > 0 && n > (kMax >> unit->shift)) {
+    return absl::OutOfRangeError(absl::StrCat(quoted(), ": does not fit in 64 bits"));
+  }
+  const uint64_t bytes = n << unit->shift;
+  if (bytes == 0) return absl::InvalidArgumentError(absl::StrCat(quoted(), ": must not be zero"));
+  if (bytes % kPageSize != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(quoted(), ": ", bytes, " bytes is not a multiple of 4 KiB (4096 bytes)"));
+  }
+  return bytes;
+}
+
+absl::Status CheckCommandLine(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg.size() < 2 || arg[0] != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument \"", Sv(arg), "\" (pageownerd takes only flags)"));
+    }
+    std::string_view body = arg.substr(arg[1] == '-' ? 2 : 1);
+    const size_t eq = body.find('=');
+    const bool has_value = eq != std::string_view::npos;
+    const std::string_view name = body.substr(0, eq);
+    // Abseil's usage flags (--help, --helpfull, ...) are not registered flags.
+    if (IsUsageFlag(name)) continue;
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(Sv(name));
+    if (flag == nullptr) {
+      // --noname turns a bool flag off.
+      absl::CommandLineFlag* negated = name.size() > 2 && name.substr(0, 2) == "no"
+                                           ? absl::FindCommandLineFlag(Sv(name.substr(2)))
+                                           : nullptr;
+      if (negated != nullptr && negated->IsOfType<bool>() && !has_value) continue;
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", Sv(name)));
+    }
+    std::string value;
+    if (has_value) {
+      value = std::string(body.substr(eq + 1));
+    } else if (flag->IsOfType<bool>()) {
+      continue;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("missing value for --", Sv(name)));
+    }
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", Sv(name), "=", value, ": ", error));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") return false;
+    if (arg == "--help" || arg == "-help") return true;
+  }
+  return false;
+}
+
+std::string HelpText(std::string_view usage, std::string_view file) {
+  std::vector<const absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    // Abseil normalizes the file name (drops a leading '/').
+    if (absl::EndsWith(Sv(file), flag->Filename())) flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(),
+            [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
+  std::string out = absl::StrCat(Sv(usage), "\n\nFlags:\n");
+  for (const absl::CommandLineFlag* flag : flags) {
+    const std::string def = flag->DefaultValue();
+    absl::StrAppend(&out, "  --", flag->Name(), " (default: ",
+                    flag->IsOfType<std::string>() ? absl::StrCat("\"", def, "\"") : def,
+                    ")\n      ", flag->Help(), "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags) {
+  ServerOptions options;
+  if (flags.listen.empty()) return absl::InvalidArgumentError("--listen: must not be empty");
+  options.listen_address = flags.listen;
+
+  absl::StatusOr<uint64_t> bytes = ParseMemorySize(flags.memory);
+  if (!bytes.ok()) {
+    return absl::Status(bytes.status().code(),
+                        absl::StrCat("--memory=", flags.memory, ": ", bytes.status().message()));
+  }
+  if (*bytes > kMaxMemoryBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--memory=", flags.memory, ": above the limit of 16TiB (2^32 pages)"));
+  }
+  options.machine.pages = PageCount(*bytes / kPageSize);
+
+  if (flags.stack_depth < 1 || flags.stack_depth > StackDepot::kMaxStackDepth) {
+    return absl::InvalidArgumentError(absl::StrCat("--stack_depth=", flags.stack_depth,
+                                                   ": must be in 1..", StackDepot::kMaxStackDepth));
+  }
+  options.machine.stack_depth = flags.stack_depth;
+
+  if (flags.depot_max_pools < 1 || flags.depot_max_pools > StackDepot::kMaxPoolsLimit) {
+    return absl::InvalidArgumentError(absl::StrCat("--depot_max_pools=", flags.depot_max_pools,
+                                                   ": must be in 1..", StackDepot::kMaxPoolsLimit));
+  }
+  options.machine.depot_max_pools = flags.depot_max_pools;
+
+  if (flags.max_batch_events < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_batch_events=", flags.max_batch_events, ": must be at least 1"));
+  }
+  options.max_batch_events = flags.max_batch_events;
+  options.machine.tracking = flags.tracking;
+  return options;
+}
+
+}  // namespace pageowner::server

@@ -1,0 +1,300 @@
+#include "server/ingest.h"
+
+#include <string_view>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "server/to_grpc_status.h"
+
+namespace pageowner::server {
+namespace {
+
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+constexpr uint32_t kKnownFlags = v1::EVENT_FLAG_AT_PFN | v1::EVENT_FLAG_AT_TARGET;
+
+// Value i of a column that is empty (all zeros) or one value a event.
+template <typename T>
+T At(const google::protobuf::RepeatedField<T>& column, int i) {
+  return column.empty() ? T{} : column.Get(i);
+}
+
+absl::Status Malformed(std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("malformed batch: ", Sv(what)));
+}
+
+}  // namespace
+
+IngestStream::IngestStream(SymbolTable* symbols, uint32_t max_batch_events)
+    : symbols_(symbols), max_batch_events_(max_batch_events) {}
+
+absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
+  const int n = b.kind_size();
+  if (static_cast<uint64_t>(n) > max_batch_events_) {
+    return Malformed(absl::StrCat(n, " events, more than --max_batch_events=", max_batch_events_));
+  }
+  const std::pair<const char*, int> columns[] = {{"order", b.order_size()},
+                                                 {"pfn", b.pfn_size()},
+                                                 {"target_pfn", b.target_pfn_size()},
+                                                 {"gfp_mask", b.gfp_mask_size()},
+                                                 {"stack_id", b.stack_id_size()},
+                                                 {"task_id", b.task_id_size()},
+                                                 {"ts_ns", b.ts_ns_size()},
+                                                 {"reason", b.reason_size()},
+                                                 {"flags", b.flags_size()}};
+  for (const auto& [name, size] : columns) {
+    if (size != 0 && size != n) {
+      return Malformed(absl::StrCat("column ", name, " has ", size, " values for ", n,
+                                    " events (it must be empty or have one a event)"));
+    }
+  }
+  absl::flat_hash_set<uint32_t> batch_stacks;
+  for (const v1::StackDef& def : b.stacks()) {
+    if (def.id() == 0) return Malformed("a stack definition has id 0 (ids start at 1)");
+    for (int j = 0; j < def.frames_size(); ++j) {
+      const v1::Frame& f = def.frames(j);
+      if (f.ip() == 0 && f.symbol().empty()) {
+        return Malformed(
+            absl::StrCat("stack ", def.id(), ": frame ", j, " has neither an ip nor a symbol"));
+      }
+    }
+    batch_stacks.insert(def.id());
+  }
+  absl::flat_hash_set<uint32_t> batch_tasks;
+  for (const v1::TaskDef& def : b.tasks()) {
+    if (def.id() == 0) return Malformed("a task definition has id 0 (ids start at 1)");
+    batch_tasks.insert(def.id());
+  }
+  for (int i = 0; i < n; ++i) {
+    const int kind = b.kind(i);
+    if (kind != v1::EVENT_KIND_ALLOC && kind != v1::EVENT_KIND_FREE &&
+        kind != v1::EVENT_KIND_MIGRATE) {
+      return Malformed(absl::StrCat("event ", i, ": kind ", kind,
+                                    kind == 0 ? " (EVENT_KIND_UNSPECIFIED)" : "",
+                                    " is not ALLOC, FREE or MIGRATE"));
+    }
+    const uint32_t stack = At(b.stack_id(), i);
+    if (stack != 0 && !batch_stacks.contains(stack) && !stacks_.contains(stack)) {
+      return Malformed(
+          absl::StrCat("event ", i, ": stack id ", stack, " is not defined in this stream"));
+    }
+    const uint32_t task = At(b.task_id(), i);
+    if (task != 0 && !batch_tasks.contains(task) && !tasks_.contains(task)) {
+      return Malformed(
+          absl::StrCat("event ", i, ": task id ", task, " is not defined in this stream"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void IngestStream::Define(const v1::EventBatch& b) {
+  for (const v1::StackDef& def : b.stacks()) {
+    auto frames = std::make_shared<std::vector<uint64_t>>();
+    frames->reserve(def.frames_size());
+    for (const v1::Frame& f : def.frames()) {
+      if (f.ip() == 0) {
+        frames->push_back(symbols_->SyntheticAddress(f.symbol()));
+      } else {
+        symbols_->Register(f.ip(), f.symbol());  // an empty symbol is ignored
+        frames->push_back(f.ip());
+      }
+    }
+    stacks_[def.id()] = Entry<std::vector<uint64_t>>{std::move(frames), 0};
+  }
+  for (const v1::TaskDef& def : b.tasks()) {
+    tasks_[def.id()] =
+        Entry<Task>{std::make_shared<const Task>(Task{def.pid(), def.tgid(), def.comm()}), 0};
+  }
+}
+
+absl::Span<const uint64_t> IngestStream::Frames(uint32_t id, PreparedBatch* out) {
+  if (id == 0) return {};
+  Entry<std::vector<uint64_t>>& e = stacks_.find(id)->second;
+  if (e.pinned_by != batch_number_) {
+    out->keepalive.push_back(e.value);
+    e.pinned_by = batch_number_;
+  }
+  return *e.value;
+}
+
+const IngestStream::Task& IngestStream::TaskOf(uint32_t id, PreparedBatch* out) {
+  static const Task kNoTask;
+  if (id == 0) return kNoTask;
+  Entry<Task>& e = tasks_.find(id)->second;
+  if (e.pinned_by != batch_number_) {
+    out->keepalive.push_back(e.value);
+    e.pinned_by = batch_number_;
+  }
+  return *e.value;
+}
+
+absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) {
+  ++batch_number_;
+  out->sequence = b.sequence();
+  out->events.clear();
+  out->prechecked.clear();
+  out->keepalive.clear();
+  out->malformed = Validate(b);
+  if (!out->malformed.ok()) return out->malformed;
+  Define(b);
+
+  const int n = b.kind_size();
+  out->events.reserve(n);
+  out->prechecked.resize(n);
+  for (int i = 0; i < n; ++i) {
+    const uint32_t flags = At(b.flags(), i);
+    const Task& task = TaskOf(At(b.task_id(), i), out);
+    const uint32_t stack_id = At(b.stack_id(), i);
+    const absl::Span<const uint64_t> frames = Frames(stack_id, out);
+    absl::Status& check = out->prechecked[i];
+    if ((flags & ~kKnownFlags) != 0) {
+      check = absl::InvalidArgumentError(
+          absl::StrCat("unknown event flag bits 0x", absl::Hex(flags & ~kKnownFlags)));
+    }
+    switch (b.kind(i)) {
+      case v1::EVENT_KIND_ALLOC: {
+        if (check.ok() && stack_id == 0) {
+          check = absl::InvalidArgumentError("an allocation needs a stack (stack_id is 0)");
+        }
+        AllocEvent e{.order = Order(At(b.order(), i)),
+                     .gfp_mask = At(b.gfp_mask(), i),
+                     .frames = frames,
+                     .pid = task.pid,
+                     .tgid = task.tgid,
+                     .comm = task.comm,
+                     .ts_ns = At(b.ts_ns(), i)};
+        if (flags & v1::EVENT_FLAG_AT_PFN) e.pfn = Pfn(At(b.pfn(), i));
+        out->events.emplace_back(e);
+        break;
+      }
+      case v1::EVENT_KIND_FREE:
+        out->events.emplace_back(FreeEvent{.pfn = Pfn(At(b.pfn(), i)),
+                                           .order = Order(At(b.order(), i)),
+                                           .frames = frames,
+                                           .pid = task.pid,
+                                           .tgid = task.tgid,
+                                           .ts_ns = At(b.ts_ns(), i)});
+        break;
+      default: {  // EVENT_KIND_MIGRATE (Validate let no other kind through)
+        const int reason = At(b.reason(), i);
+        if (check.ok() && reason == v1::MIGRATE_REASON_NONE) {
+          check = absl::InvalidArgumentError("a migration needs a reason (reason is NONE)");
+        } else if (check.ok() && (reason < 0 || reason > kNumMigrateReasons)) {
+          check = absl::InvalidArgumentError(absl::StrCat("unknown migrate reason ", reason));
+        }
+        MigrateEvent e{.pfn = Pfn(At(b.pfn(), i)),
+                       .reason = check.ok() ? static_cast<MigrateReason>(reason - 1)
+                                            : MigrateReason::kCompaction,
+                       .frames = frames,
+                       .pid = task.pid,
+                       .tgid = task.tgid,
+                       .ts_ns = At(b.ts_ns(), i)};
+        if (flags & v1::EVENT_FLAG_AT_TARGET) e.target = Pfn(At(b.target_pfn(), i));
+        out->events.emplace_back(e);
+        break;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void FillBatchResult(const PreparedBatch& batch, absl::Span<const EventResult> results,
+                     v1::BatchResult* out) {
+  out->Clear();
+  out->set_sequence(batch.sequence);
+  if (!batch.malformed.ok()) {
+    out->set_code(ToRpcCode(batch.malformed.code()));
+    out->set_message(std::string(batch.malformed.message()));
+    return;
+  }
+  const int n = static_cast<int>(results.size());
+  out->mutable_event_code()->Resize(n, 0);
+  out->mutable_event_pfn()->Resize(n, 0);
+  out->mutable_event_handle()->Resize(n, 0);
+  int32_t* codes = out->mutable_event_code()->mutable_data();
+  uint64_t* pfns = out->mutable_event_pfn()->mutable_data();
+  uint32_t* handles = out->mutable_event_handle()->mutable_data();
+  for (int i = 0; i < n; ++i) {
+    const EventResult& r = results[i];
+    if (r.status.ok()) {
+      pfns[i] = r.pfn.raw();
+      handles[i] = r.handle.raw();
+    } else {
+      codes[i] = ToRpcCode(r.status.code());
+      (*out->mutable_event_message())[static_cast<uint32_t>(i)] = std::string(r.status.message());
+    }
+  }
+}
+
+IngestWriter::IngestWriter(SharedMachine* machine, IngestCounters* counters)
+    : machine_(machine), counters_(counters), thread_([this] { Run(); }) {}
+
+IngestWriter::~IngestWriter() { Stop(); }
+
+void IngestWriter::Submit(PreparedBatch batch, Done done) {
+  Job job{std::move(batch), std::move(done)};
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopped_) {
+      queue_.push_back(std::move(job));
+      return;
+    }
+  }
+  Process(job);
+}
+
+void IngestWriter::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  thread_.join();
+  // Batches submitted between the thread's last look and now.
+  for (;;) {
+    Job job;
+    {
+      absl::MutexLock lock(&mu_);
+      stopped_ = true;
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Process(job);
+  }
+}
+
+void IngestWriter::Run() {
+  for (;;) {
+    Job job;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](IngestWriter* w)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return !w->queue_.empty() || w->stopping_; },
+          this));
+      if (queue_.empty()) return;  // stopping, nothing left
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Process(job);
+  }
+}
+
+void IngestWriter::Process(Job& job) {
+  std::vector<EventResult> results;
+  if (job.batch.malformed.ok()) {
+    machine_->ApplyBatch(job.batch.events, job.batch.prechecked, &results);
+    uint64_t invalid = 0;
+    for (const absl::Status& s : job.batch.prechecked) invalid += s.ok() ? 0 : 1;
+    if (invalid > 0) counters_->events_invalid.fetch_add(invalid, std::memory_order_relaxed);
+  }
+  v1::BatchResult result;
+  FillBatchResult(job.batch, results, &result);
+  job.batch = PreparedBatch();  // the definitions may go before the answer is written
+  job.done(std::move(result));
+}
+
+}  // namespace pageowner::server

@@ -1,0 +1,143 @@
+// Ingest: the stream-local definitions of one Ingest stream, the translation of its columnar
+// EventBatches into core events, and the one writer thread that applies the batches of every
+// stream to the machine.
+#ifndef PAGEOWNER_SERVER_INGEST_H_
+#define PAGEOWNER_SERVER_INGEST_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "core/machine.h"
+#include "core/symbols.h"
+#include "pageowner/v1/pageowner.pb.h"
+#include "server/shared_machine.h"
+
+namespace pageowner::server {
+
+// Ingest traffic, for GetStats.
+struct IngestCounters {
+  std::atomic<uint64_t> batches{0};           // batches read, malformed ones included
+  std::atomic<uint64_t> batches_rejected{0};  // malformed batches
+  std::atomic<uint64_t> streams_open{0};
+  std::atomic<uint64_t> events_invalid{0};  // events refused before reaching the machine
+};
+
+// One batch, validated and translated, waiting for the writer.
+struct PreparedBatch {
+  uint64_t sequence = 0;
+  // Not OK (kInvalidArgument): the batch is malformed; answer with it and apply nothing.
+  absl::Status malformed;
+  std::vector<Event> events;
+  // One a event: not OK when the event is invalid on its own (e.g. a migrate without a reason);
+  // it then fails alone with this status and never reaches the machine.
+  std::vector<absl::Status> prechecked;
+  // The definitions the events' frames and comms point into, kept alive until the batch is
+  // applied even if a later batch of the stream redefines their ids.
+  std::vector<std::shared_ptr<const void>> keepalive;
+};
+
+// The definitions of one stream and the translation of its batches.
+//
+// A batch is malformed, and then changes nothing (not even the stream's definitions), when it
+// has more events than max_batch_events, a column that is neither empty nor one value a event,
+// an event kind that is not ALLOC, FREE or MIGRATE, a stack or task definition with id 0, a frame
+// with neither ip nor symbol, or an event that names a stack or task id that neither this batch
+// nor an earlier batch of the stream defined.
+//
+// Thread-safety: not thread-safe; one stream's batches are prepared one at a time, in order.
+class IngestStream {
+ public:
+  IngestStream(SymbolTable* symbols, uint32_t max_batch_events);
+  IngestStream(const IngestStream&) = delete;
+  IngestStream& operator=(const IngestStream&) = delete;
+
+  // Validates `batch`, adds its definitions to the stream and translates its events into
+  // *out. Returns (and stores in out->malformed) kInvalidArgument naming the problem when the
+  // batch is malformed; then out->events is empty and the stream is as it was.
+  absl::Status Prepare(const v1::EventBatch& batch, PreparedBatch* out);
+
+  size_t stack_definitions() const { return stacks_.size(); }
+  size_t task_definitions() const { return tasks_.size(); }
+
+ private:
+  struct Task {
+    int32_t pid = 0;
+    int32_t tgid = 0;
+    std::string comm;
+  };
+  // A definition and the batch that last pinned it in its keepalive.
+  template <typename T>
+  struct Entry {
+    std::shared_ptr<const T> value;
+    uint64_t pinned_by = 0;
+  };
+
+  absl::Status Validate(const v1::EventBatch& batch) const;
+  void Define(const v1::EventBatch& batch);
+  // The frames of a defined stack id (0: none), pinned in `out`.
+  absl::Span<const uint64_t> Frames(uint32_t id, PreparedBatch* out);
+  const Task& TaskOf(uint32_t id, PreparedBatch* out);
+
+  SymbolTable* const symbols_;
+  const uint32_t max_batch_events_;
+  uint64_t batch_number_ = 0;
+  absl::flat_hash_map<uint32_t, Entry<std::vector<uint64_t>>> stacks_;
+  absl::flat_hash_map<uint32_t, Entry<Task>> tasks_;
+};
+
+// Fills *out with the answer to `batch`: the malformed status, or one code, pfn and handle a
+// event (`results` is ignored for a malformed batch; otherwise one a event).
+void FillBatchResult(const PreparedBatch& batch, absl::Span<const EventResult> results,
+                     v1::BatchResult* out);
+
+// The one writer: a thread that applies the prepared batches of every stream to the machine in
+// the order they were submitted, and hands each answer to its callback.
+//
+// Thread-safety: Submit may be called from any thread; `done` runs on the writer thread and
+// must not block (it queues a gRPC write).
+class IngestWriter {
+ public:
+  using Done = std::function<void(v1::BatchResult)>;
+
+  IngestWriter(SharedMachine* machine, IngestCounters* counters);
+  // Stop()s.
+  ~IngestWriter();
+  IngestWriter(const IngestWriter&) = delete;
+  IngestWriter& operator=(const IngestWriter&) = delete;
+
+  void Submit(PreparedBatch batch, Done done) ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies and answers what is queued, then ends the thread. A batch submitted afterwards is
+  // applied on the caller's thread.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Job {
+    PreparedBatch batch;
+    Done done;
+  };
+  void Run();
+  void Process(Job& job);
+
+  SharedMachine* const machine_;
+  IngestCounters* const counters_;
+  absl::Mutex mu_;
+  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace pageowner::server
+
+#endif  // PAGEOWNER_SERVER_INGEST_H_

@@ -1,0 +1,90 @@
+// pageownerd: the page_owner daemon. Parses flags, starts the server, serves until SIGINT or
+// SIGTERM, then shuts down gracefully and exits 0. A bad flag is one line on stderr and exit 2.
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "server/flags.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Address to serve gRPC on, host:port (port 0 picks a free port; the chosen address is "
+          "printed on stderr).");
+ABSL_FLAG(std::string, memory, "4GiB",
+          "Size of the simulated machine's memory: bytes, or a whole number with a KiB, MiB, GiB "
+          "or TiB suffix (powers of 1024). A multiple of 4 KiB (one page), at most 16TiB.");
+ABSL_FLAG(int32_t, stack_depth, 16,
+          "Frames kept a stack, 1..64; deeper stacks are cut to their innermost frames and the cut "
+          "is counted.");
+ABSL_FLAG(uint32_t, depot_max_pools, 8192,
+          "Stack depot pool limit, 1..131071 pools of 16 KiB each (8192 = 128 MiB); a stack that "
+          "needs a pool beyond it gets the failure handle.");
+ABSL_FLAG(uint32_t, max_batch_events, 65536,
+          "Events an Ingest batch may hold (at least 1); a longer batch is answered with "
+          "INVALID_ARGUMENT and not applied.");
+ABSL_FLAG(bool, tracking, true,
+          "Start with page_owner tracking on (--notracking: off; SetTracking turns it on later and "
+          "gives the pages allocated meanwhile the early handle).");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "pageownerd: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace srv = pageowner::server;
+  constexpr char kUsage[] =
+      "pageownerd [flags]: the page_owner daemon. Serves pageowner.v1.PageOwner, grpc.health.v1 "
+      "and server reflection;\nSIGINT or SIGTERM shuts it down gracefully (exit 0); a bad flag "
+      "exits 2.";
+  absl::SetProgramUsageMessage(kUsage);
+  if (srv::WantsHelp(argc, argv)) {
+    std::fputs(srv::HelpText(kUsage, __FILE__).c_str(), stdout);
+    return 0;
+  }
+  if (absl::Status s = srv::CheckCommandLine(argc, argv); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  absl::ParseCommandLine(argc, argv);
+  absl::StatusOr<srv::ServerOptions> options =
+      srv::MakeServerOptions({.listen = absl::GetFlag(FLAGS_listen),
+                              .memory = absl::GetFlag(FLAGS_memory),
+                              .stack_depth = absl::GetFlag(FLAGS_stack_depth),
+                              .depot_max_pools = absl::GetFlag(FLAGS_depot_max_pools),
+                              .max_batch_events = absl::GetFlag(FLAGS_max_batch_events),
+                              .tracking = absl::GetFlag(FLAGS_tracking)});
+  if (!options.ok()) return Fail(std::string(options.status().message()));
+
+  // Block the signals in every thread (gRPC's start after this) and take them in one.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<srv::Server>> server = srv::Server::Create(*options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "pageownerd: %s\n", std::string(server.status().message()).c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "pageownerd: listening on %s (memory %llu pages)\n",
+               (*server)->listening_address().c_str(),
+               static_cast<unsigned long long>(options->machine.pages.raw()));
+  std::thread waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    std::fprintf(stderr, "pageownerd: %s, shutting down\n",
+                 signal == SIGINT ? "SIGINT" : "SIGTERM");
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  waiter.join();
+  return 0;
+}

@@ -1,0 +1,118 @@
+#include "server/server.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "core/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "server/service.h"
+#include "server/shared_machine.h"
+
+namespace pageowner::server {
+namespace {
+
+// A batch of --max_batch_events events with its stack definitions can pass gRPC's default
+// 4 MiB limit.
+constexpr int kMaxReceiveBytes = 64 << 20;
+// How long Shutdown waits for open streams to end (Ingest streams answer what they have read,
+// ListPages streams write their current chunk) before cancelling them.
+constexpr absl::Duration kDrainTimeout = absl::Seconds(10);
+// Then what is left is unary answers on their way out. gRPC's shutdown also waits for clients
+// to close idle connections until this deadline, so it stays short.
+constexpr absl::Duration kGrace = absl::Milliseconds(250);
+
+}  // namespace
+
+struct Server::Impl {
+  explicit Impl(const ServerOptions& options)
+      : options(options),
+        machine(options.machine),
+        service(&machine, ServiceOptions{.max_batch_events = options.max_batch_events}) {}
+
+  const ServerOptions options;
+  SharedMachine machine;
+  PageOwnerService service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+
+  absl::Mutex mu;
+  bool shutdown_started ABSL_GUARDED_BY(mu) = false;
+  bool shutdown_done ABSL_GUARDED_BY(mu) = false;
+};
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
+  PO_RETURN_IF_ERROR(Machine::ValidateOptions(options.machine));
+  if (options.max_batch_events == 0) {
+    return absl::InvalidArgumentError("max_batch_events must be at least 1");
+  }
+  auto impl = std::make_unique<Impl>(options);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &impl->port);
+  builder.RegisterService(&impl->service);
+  builder.SetMaxReceiveMessageSize(kMaxReceiveBytes);
+  // A second daemon on the same port must fail to start, not share the port (gRPC sets
+  // SO_REUSEPORT by default).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr || impl->port == 0) {
+    if (impl->server != nullptr) impl->server->Shutdown();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  // Health answers for the whole server ("") and for our service by name.
+  grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService();
+  health->SetServingStatus(v1::PageOwner::service_full_name(), true);
+  health->SetServingStatus(true);
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  Shutdown();
+  Wait();
+}
+
+int Server::bound_port() const { return impl_->port; }
+
+std::string Server::listening_address() const {
+  const std::string& address = impl_->options.listen_address;
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || address.substr(colon + 1) != "0") return address;
+  return absl::StrCat(address.substr(0, colon + 1), impl_->port);
+}
+
+void Server::Shutdown() {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->shutdown_started) {
+      impl_->mu.Await(absl::Condition(&impl_->shutdown_done));
+      return;
+    }
+    impl_->shutdown_started = true;
+  }
+  // NOT_SERVING for every service name, and no later change.
+  impl_->server->GetHealthCheckService()->Shutdown();
+  impl_->service.BeginDrain();
+  impl_->service.AwaitDrained(absl::Now() + kDrainTimeout);
+  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + kGrace));
+  impl_->service.StopWriter();
+  absl::MutexLock lock(&impl_->mu);
+  impl_->shutdown_done = true;
+}
+
+void Server::Wait() {
+  impl_->server->Wait();
+  absl::MutexLock lock(&impl_->mu);
+  impl_->mu.Await(absl::Condition(&impl_->shutdown_done));
+}
+
+}  // namespace pageowner::server

@@ -1,0 +1,58 @@
+// Server: pageownerd's gRPC server (the PageOwner service, the standard health service and
+// server reflection) over one simulated machine. No gRPC type appears here, so that main and
+// tests need not know how it is served.
+#ifndef PAGEOWNER_SERVER_SERVER_H_
+#define PAGEOWNER_SERVER_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/machine.h"
+
+namespace pageowner::server {
+
+struct ServerOptions {
+  // host:port to listen on (port 0: any free port, see bound_port()).
+  std::string listen_address = "127.0.0.1:50051";
+  MachineOptions machine;
+  // Events an Ingest batch may hold; a longer batch is malformed.
+  uint32_t max_batch_events = 65536;
+};
+
+// Thread-safety: every method may be called from any thread; Shutdown and Wait typically from
+// different ones (a signal thread and main).
+class Server {
+ public:
+  // Builds the machine and starts serving. Errors: kInvalidArgument for bad options,
+  // kUnavailable when the address cannot be listened on.
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options);
+
+  // Shutdown()s and waits.
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The port actually listened on (the chosen one when the address asked for port 0).
+  int bound_port() const;
+  // The listen address with the bound port in place of port 0.
+  std::string listening_address() const;
+
+  // Graceful shutdown: the health service turns NOT_SERVING; new Ingest and ListPages streams
+  // are refused with UNAVAILABLE; open Ingest streams stop reading, answer the batches they have
+  // read and end; then the gRPC server stops (calls still running after a grace period are
+  // cancelled). Returns when all of this is done. Idempotent; concurrent callers all wait.
+  void Shutdown();
+  // Blocks until Shutdown has completed.
+  void Wait();
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pageowner::server
+
+#endif  // PAGEOWNER_SERVER_SERVER_H_

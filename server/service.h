@@ -1,0 +1,109 @@
+// PageOwnerService: the pageowner.v1.PageOwner service on gRPC's callback API. Every handler
+// does the same three steps: validate and translate the request, call the core under the
+// machine's lock, translate the result (statuses through to_grpc_status.h).
+#ifndef PAGEOWNER_SERVER_SERVICE_H_
+#define PAGEOWNER_SERVER_SERVICE_H_
+
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "pageowner/v1/pageowner.grpc.pb.h"
+#include "server/ingest.h"
+#include "server/shared_machine.h"
+
+namespace pageowner::server {
+
+struct ServiceOptions {
+  // Events a batch may hold; a longer batch is malformed (--max_batch_events).
+  uint32_t max_batch_events = 65536;
+};
+
+// Threading: reactions run on gRPC's callback threads and never wait on a condition; the only
+// waits are the machine's reader lock in queries (held for one query, or one ListPages slice)
+// and, in SetTracking, its writer lock. Ingest batches are validated and translated on the
+// callback thread that read them, then applied by the IngestWriter's one thread, so several
+// streams ingest at once without a callback thread ever waiting for another stream's batch.
+//
+// Backpressure: an Ingest stream reads its next batch while earlier ones are applied or their
+// answers written, up to kMaxBatchesInFlight batches read and not yet answered; then it stops
+// reading until an answer has been written, so a client that does not read its answers is
+// slowed by gRPC flow control instead of growing the daemon's memory. At most one write is
+// outstanding per stream; further answers wait in a queue of at most that many.
+//
+// Shutdown: BeginDrain, AwaitDrained, then stop the gRPC server, then StopWriter.
+class PageOwnerService final : public v1::PageOwner::CallbackService {
+ public:
+  static constexpr int kMaxBatchesInFlight = 4;
+
+  PageOwnerService(SharedMachine* machine, const ServiceOptions& options);
+  ~PageOwnerService() override;
+  PageOwnerService(const PageOwnerService&) = delete;
+  PageOwnerService& operator=(const PageOwnerService&) = delete;
+
+  grpc::ServerBidiReactor<v1::EventBatch, v1::BatchResult>* Ingest(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* GetPage(grpc::CallbackServerContext* context,
+                                    const v1::GetPageRequest* request,
+                                    v1::GetPageResponse* response) override;
+  grpc::ServerUnaryReactor* GetStack(grpc::CallbackServerContext* context,
+                                     const v1::GetStackRequest* request,
+                                     v1::Stack* response) override;
+  grpc::ServerWriteReactor<v1::ListPagesResponse>* ListPages(
+      grpc::CallbackServerContext* context, const v1::ListPagesRequest* request) override;
+  grpc::ServerUnaryReactor* ListStacks(grpc::CallbackServerContext* context,
+                                       const v1::ListStacksRequest* request,
+                                       v1::ListStacksResponse* response) override;
+  grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
+                                     const v1::GetStatsRequest* request,
+                                     v1::Stats* response) override;
+  grpc::ServerUnaryReactor* SetTracking(grpc::CallbackServerContext* context,
+                                        const v1::SetTrackingRequest* request,
+                                        v1::SetTrackingResponse* response) override;
+
+  // Shutdown, first step: new Ingest and ListPages streams are refused with UNAVAILABLE; each
+  // open Ingest stream reads no further batch, answers the batches it has read and then ends
+  // with UNAVAILABLE (or OK if its client had already closed its side); each open ListPages
+  // stream ends with UNAVAILABLE after the chunk it is writing (whose next_pfn is where to
+  // resume). Unary queries are still served. Idempotent.
+  void BeginDrain() ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until no Ingest or ListPages stream is open or `deadline` passes; true when none
+  // is open.
+  bool AwaitDrained(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+  // Shutdown, last step, once the gRPC server has stopped: answers what is queued and ends the
+  // writer thread.
+  void StopWriter() { writer_.Stop(); }
+
+  const IngestCounters& counters() const { return counters_; }
+
+ private:
+  class IngestReactor;
+  class ListPagesReactor;
+
+  absl::Status DoGetPage(const v1::GetPageRequest& request, v1::GetPageResponse* response);
+  absl::Status DoGetStack(const v1::GetStackRequest& request, v1::Stack* response);
+  absl::Status DoListStacks(const v1::ListStacksRequest& request, v1::ListStacksResponse* response);
+  absl::Status DoGetStats(v1::Stats* response);
+  absl::Status DoSetTracking(const v1::SetTrackingRequest& request,
+                             v1::SetTrackingResponse* response);
+
+  void Unregister(IngestReactor* reactor) ABSL_LOCKS_EXCLUDED(mu_);
+  void Unregister(ListPagesReactor* reactor) ABSL_LOCKS_EXCLUDED(mu_);
+
+  SharedMachine* const machine_;
+  const ServiceOptions options_;
+  IngestCounters counters_;
+  IngestWriter writer_;
+
+  absl::Mutex mu_;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_set<IngestReactor*> open_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<ListPagesReactor*> listings_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pageowner::server
+
+#endif  // PAGEOWNER_SERVER_SERVICE_H_

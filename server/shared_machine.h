@@ -1,0 +1,78 @@
+// SharedMachine: the daemon's one Machine behind a reader-writer lock, so that several Ingest
+// streams and queries can run at once while the Machine itself stays single-writer.
+#ifndef PAGEOWNER_SERVER_SHARED_MACHINE_H_
+#define PAGEOWNER_SERVER_SHARED_MACHINE_H_
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "core/machine.h"
+#include "core/symbols.h"
+#include "core/types.h"
+
+namespace pageowner::server {
+
+// Owns the Machine and the lock around it.
+//
+// Locking: writers (ApplyBatch, Write) hold mu_ exclusively; readers (Read) hold it shared, so a
+// query sees the state between two events, never half of one. ApplyBatch releases the lock
+// every kEventsPerHold events so that a query waits for at most that many events, not for a
+// whole batch of up to --max_batch_events; the events of a batch are still applied in order and
+// by one writer at a time (the caller serializes batches).
+//
+// The symbol table and the stack depot are thread-safe on their own (core/symbols.h,
+// core/stack_depot.h): symbols() may be used without the lock, e.g. to name the frames of a
+// stack definition before its batch is applied.
+//
+// Thread-safety: every method may be called from any thread.
+class SharedMachine {
+ public:
+  // Events applied a lock hold.
+  static constexpr size_t kEventsPerHold = 1024;
+
+  // REQUIRES: Machine::ValidateOptions(options).ok().
+  explicit SharedMachine(const MachineOptions& options);
+  SharedMachine(const SharedMachine&) = delete;
+  SharedMachine& operator=(const SharedMachine&) = delete;
+
+  // Applies events[i] for each i whose prechecked[i] is OK, in order, and stores its result in
+  // (*results)[i]; an event whose precheck failed is not applied and its result carries that
+  // status. REQUIRES: events.size() == prechecked.size().
+  void ApplyBatch(absl::Span<const Event> events, absl::Span<const absl::Status> prechecked,
+                  std::vector<EventResult>* results) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Runs fn(const Machine&) under the reader lock and returns what it returns.
+  template <typename Fn>
+  decltype(auto) Read(Fn&& fn) const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::ReaderMutexLock lock(&mu_);
+    return std::forward<Fn>(fn)(static_cast<const Machine&>(machine_));
+  }
+
+  // Runs fn(Machine&) under the writer lock and returns what it returns.
+  template <typename Fn>
+  decltype(auto) Write(Fn&& fn) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::WriterMutexLock lock(&mu_);
+    return std::forward<Fn>(fn)(machine_);
+  }
+
+  // The machine's symbol table; thread-safe without the lock.
+  SymbolTable& symbols() { return *symbols_; }
+  const SymbolTable& symbols() const { return *symbols_; }
+  // The machine's size; constant.
+  PageCount total_pages() const { return total_pages_; }
+
+ private:
+  mutable absl::Mutex mu_;
+  Machine machine_ ABSL_GUARDED_BY(mu_);
+  SymbolTable* const symbols_;
+  const PageCount total_pages_;
+};
+
+}  // namespace pageowner::server
+
+#endif  // PAGEOWNER_SERVER_SHARED_MACHINE_H_

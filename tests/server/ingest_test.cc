@@ -1,0 +1,208 @@
+#include "server/ingest.h"
+
+#include <string>
+#include <variant>
+
+#include "gtest/gtest.h"
+#include "tests/server/test_util.h"
+
+namespace pageowner::server {
+namespace {
+
+using testing::BatchBuilder;
+
+class IngestStreamTest : public ::testing::Test {
+ protected:
+  SymbolTable symbols_;
+  IngestStream stream_{&symbols_, 8};
+  PreparedBatch out_;
+};
+
+TEST_F(IngestStreamTest, TranslatesEveryKind) {
+  BatchBuilder b(7);
+  b.Stack(1, {{0xffffffff81000010, "alloc_pages+0x10/0x40"}, {0, "kmalloc+0x2/0x8"}})
+      .Stack(2, std::vector<uint64_t>{0xffffffff81000100})
+      .Task(1, 10, 11, "a-very-long-command-name")
+      .AllocAt(64, 2, 1, 1, 100)
+      .Free(64, 2, 2, 1, 200)
+      .MigrateTo(8, 16, v1::MIGRATE_REASON_CONTIG_RANGE, 0, 0, 300);
+  ASSERT_TRUE(stream_.Prepare(b.batch(), &out_).ok());
+  EXPECT_EQ(out_.sequence, 7u);
+  ASSERT_EQ(out_.events.size(), 3u);
+  for (const absl::Status& s : out_.prechecked) EXPECT_TRUE(s.ok()) << s;
+
+  const auto& alloc = std::get<AllocEvent>(out_.events[0]);
+  EXPECT_EQ(alloc.order.raw(), 2u);
+  ASSERT_TRUE(alloc.pfn.has_value());
+  EXPECT_EQ(alloc.pfn->raw(), 64u);
+  EXPECT_EQ(alloc.pid, 10);
+  EXPECT_EQ(alloc.tgid, 11);
+  EXPECT_EQ(alloc.comm, "a-very-long-command-name");  // the machine cuts it to 15
+  EXPECT_EQ(alloc.ts_ns, 100u);
+  ASSERT_EQ(alloc.frames.size(), 2u);
+  EXPECT_EQ(alloc.frames[0], 0xffffffff81000010u);
+  EXPECT_EQ(symbols_.Name(0xffffffff81000010), "alloc_pages+0x10/0x40");
+  // ip 0: the synthetic address of the symbol.
+  EXPECT_EQ(alloc.frames[1], symbols_.SyntheticAddress("kmalloc+0x2/0x8"));
+
+  const auto& free = std::get<FreeEvent>(out_.events[1]);
+  EXPECT_EQ(free.pfn.raw(), 64u);
+  EXPECT_EQ(free.order.raw(), 2u);
+  ASSERT_EQ(free.frames.size(), 1u);
+  EXPECT_EQ(free.ts_ns, 200u);
+
+  const auto& migrate = std::get<MigrateEvent>(out_.events[2]);
+  EXPECT_EQ(migrate.pfn.raw(), 8u);
+  ASSERT_TRUE(migrate.target.has_value());
+  EXPECT_EQ(migrate.target->raw(), 16u);
+  EXPECT_EQ(migrate.reason, MigrateReason::kContigRange);
+  EXPECT_TRUE(migrate.frames.empty());
+  EXPECT_EQ(migrate.pid, 0);
+}
+
+TEST_F(IngestStreamTest, EmptyColumnsReadAsZeros) {
+  v1::EventBatch b;
+  b.add_kind(v1::EVENT_KIND_FREE);
+  b.add_kind(v1::EVENT_KIND_FREE);
+  b.add_pfn(4);
+  b.add_pfn(8);
+  ASSERT_TRUE(stream_.Prepare(b, &out_).ok());
+  ASSERT_EQ(out_.events.size(), 2u);
+  EXPECT_EQ(std::get<FreeEvent>(out_.events[1]).pfn.raw(), 8u);
+  EXPECT_EQ(std::get<FreeEvent>(out_.events[1]).order.raw(), 0u);
+}
+
+TEST_F(IngestStreamTest, MalformedBatchesChangeNothing) {
+  struct Case {
+    const char* name;
+    v1::EventBatch batch;
+    const char* message;
+  };
+  std::vector<Case> cases;
+  {
+    BatchBuilder b;
+    b.Alloc(0, 3);
+    cases.push_back({"undefined stack", b.batch(), "stack id 3 is not defined"});
+  }
+  {
+    BatchBuilder b;
+    b.Stack(1, std::vector<uint64_t>{1}).Alloc(0, 1, 4);
+    cases.push_back({"undefined task", b.batch(), "task id 4 is not defined"});
+  }
+  {
+    BatchBuilder b;
+    b.Stack(1, std::vector<uint64_t>{1}).Alloc(0, 1).Alloc(0, 1);
+    b.mutable_batch().mutable_order()->RemoveLast();
+    cases.push_back({"short column", b.batch(), "column order has 1 values for 2 events"});
+  }
+  {
+    BatchBuilder b;
+    b.Stack(1, std::vector<uint64_t>{1});
+    for (int i = 0; i < 9; ++i) b.Alloc(0, 1);
+    cases.push_back({"too many", b.batch(), "9 events, more than --max_batch_events=8"});
+  }
+  {
+    BatchBuilder b;
+    b.Event(v1::EVENT_KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    cases.push_back({"unspecified kind", b.batch(), "EVENT_KIND_UNSPECIFIED"});
+  }
+  {
+    BatchBuilder b;
+    b.Stack(0, std::vector<uint64_t>{1});
+    cases.push_back({"stack id 0", b.batch(), "stack definition has id 0"});
+  }
+  {
+    BatchBuilder b;
+    b.Task(0, 1, 1, "x");
+    cases.push_back({"task id 0", b.batch(), "task definition has id 0"});
+  }
+  {
+    BatchBuilder b;
+    b.Stack(5, {{0, ""}});
+    cases.push_back({"empty frame", b.batch(), "neither an ip nor a symbol"});
+  }
+  for (Case& c : cases) {
+    // Each case also carries a definition that must not survive it.
+    c.batch.add_stacks()->set_id(9);
+    c.batch.mutable_stacks()->rbegin()->add_frames()->set_ip(0xffffffff81999999);
+    c.batch.mutable_stacks()->rbegin()->mutable_frames(0)->set_symbol("must_not_register");
+    const absl::Status s = stream_.Prepare(c.batch, &out_);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_NE(s.message().find(c.message), absl::string_view::npos) << c.name << ": " << s;
+    EXPECT_EQ(out_.malformed, s);
+    EXPECT_TRUE(out_.events.empty());
+    EXPECT_EQ(stream_.stack_definitions(), 0u) << c.name;
+    EXPECT_EQ(stream_.task_definitions(), 0u) << c.name;
+    EXPECT_EQ(symbols_.Name(0xffffffff81999999), "") << c.name;
+  }
+}
+
+TEST_F(IngestStreamTest, BadEventsFailAlone) {
+  BatchBuilder b;
+  b.Stack(1, std::vector<uint64_t>{1})
+      .Alloc(0, 0)                                                // no stack
+      .Migrate(4, v1::MIGRATE_REASON_NONE)                        // no reason
+      .Event(v1::EVENT_KIND_MIGRATE, 0, 4, 0, 0, 0, 0, 0, 11, 0)  // unknown reason
+      .Event(v1::EVENT_KIND_ALLOC, 0, 0, 0, 0, 1, 0, 0, 0, 4)     // unknown flag
+      .Alloc(0, 1);
+  ASSERT_TRUE(stream_.Prepare(b.batch(), &out_).ok());
+  ASSERT_EQ(out_.prechecked.size(), 5u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(out_.prechecked[i].code(), absl::StatusCode::kInvalidArgument) << i;
+  }
+  EXPECT_TRUE(out_.prechecked[4].ok());
+}
+
+TEST_F(IngestStreamTest, DefinitionsLastAcrossBatchesAndSurviveRedefinition) {
+  BatchBuilder first;
+  first.Stack(1, std::vector<uint64_t>{0x10, 0x20}).Task(1, 5, 5, "one").Alloc(0, 1, 1);
+  ASSERT_TRUE(stream_.Prepare(first.batch(), &out_).ok());
+
+  BatchBuilder second;
+  second.Alloc(1, 1, 1);
+  PreparedBatch second_out;
+  ASSERT_TRUE(stream_.Prepare(second.batch(), &second_out).ok());
+  const auto& a = std::get<AllocEvent>(second_out.events[0]);
+  ASSERT_EQ(a.frames.size(), 2u);
+  EXPECT_EQ(a.comm, "one");
+
+  // Redefining ids replaces them for later batches; the earlier batch keeps what it pointed to.
+  BatchBuilder third;
+  third.Stack(1, std::vector<uint64_t>{0x30}).Task(1, 6, 6, "two").Alloc(0, 1, 1);
+  PreparedBatch third_out;
+  ASSERT_TRUE(stream_.Prepare(third.batch(), &third_out).ok());
+  EXPECT_EQ(std::get<AllocEvent>(third_out.events[0]).frames.size(), 1u);
+  EXPECT_EQ(std::get<AllocEvent>(third_out.events[0]).comm, "two");
+  EXPECT_EQ(a.frames[1], 0x20u);
+  EXPECT_EQ(a.comm, "one");
+}
+
+TEST(FillBatchResultTest, ColumnsAndMessages) {
+  PreparedBatch batch;
+  batch.sequence = 3;
+  const EventResult results[] = {
+      {absl::OkStatus(), Pfn(12), StackHandle(77)},
+      {absl::FailedPreconditionError("double free"), Pfn(), StackHandle()},
+  };
+  v1::BatchResult r;
+  FillBatchResult(batch, results, &r);
+  EXPECT_EQ(r.sequence(), 3u);
+  EXPECT_EQ(r.code(), 0);
+  ASSERT_EQ(r.event_code_size(), 2);
+  EXPECT_EQ(r.event_code(0), 0);
+  EXPECT_EQ(r.event_code(1), 9);
+  EXPECT_EQ(r.event_pfn(0), 12u);
+  EXPECT_EQ(r.event_handle(0), 77u);
+  EXPECT_EQ(r.event_pfn(1), 0u);
+  EXPECT_EQ(r.event_message().size(), 1u);
+  EXPECT_EQ(r.event_message().at(1), "double free");
+
+  batch.malformed = absl::InvalidArgumentError("malformed batch: x");
+  FillBatchResult(batch, {}, &r);
+  EXPECT_EQ(r.code(), 3);
+  EXPECT_EQ(r.message(), "malformed batch: x");
+  EXPECT_EQ(r.event_code_size(), 0);
+}
+
+}  // namespace
+}  // namespace pageowner::server

@@ -1,0 +1,58 @@
+#include "server/to_grpc_status.h"
+
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace pageowner::server {
+namespace {
+
+TEST(ToGrpcStatusTest, EveryCodeMapsToTheCodeOfTheSameName) {
+  const std::vector<std::pair<absl::StatusCode, grpc::StatusCode>> pairs = {
+      {absl::StatusCode::kOk, grpc::StatusCode::OK},
+      {absl::StatusCode::kCancelled, grpc::StatusCode::CANCELLED},
+      {absl::StatusCode::kUnknown, grpc::StatusCode::UNKNOWN},
+      {absl::StatusCode::kInvalidArgument, grpc::StatusCode::INVALID_ARGUMENT},
+      {absl::StatusCode::kDeadlineExceeded, grpc::StatusCode::DEADLINE_EXCEEDED},
+      {absl::StatusCode::kNotFound, grpc::StatusCode::NOT_FOUND},
+      {absl::StatusCode::kAlreadyExists, grpc::StatusCode::ALREADY_EXISTS},
+      {absl::StatusCode::kPermissionDenied, grpc::StatusCode::PERMISSION_DENIED},
+      {absl::StatusCode::kResourceExhausted, grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {absl::StatusCode::kFailedPrecondition, grpc::StatusCode::FAILED_PRECONDITION},
+      {absl::StatusCode::kAborted, grpc::StatusCode::ABORTED},
+      {absl::StatusCode::kOutOfRange, grpc::StatusCode::OUT_OF_RANGE},
+      {absl::StatusCode::kUnimplemented, grpc::StatusCode::UNIMPLEMENTED},
+      {absl::StatusCode::kInternal, grpc::StatusCode::INTERNAL},
+      {absl::StatusCode::kUnavailable, grpc::StatusCode::UNAVAILABLE},
+      {absl::StatusCode::kDataLoss, grpc::StatusCode::DATA_LOSS},
+      {absl::StatusCode::kUnauthenticated, grpc::StatusCode::UNAUTHENTICATED},
+  };
+  for (const auto& [absl_code, grpc_code] : pairs) {
+    EXPECT_EQ(ToGrpcCode(absl_code), grpc_code) << absl::StatusCodeToString(absl_code);
+    EXPECT_EQ(ToRpcCode(absl_code), static_cast<int32_t>(grpc_code));
+  }
+  // The google.rpc.Code values the proto documents.
+  EXPECT_EQ(ToRpcCode(absl::StatusCode::kInvalidArgument), 3);
+  EXPECT_EQ(ToRpcCode(absl::StatusCode::kNotFound), 5);
+  EXPECT_EQ(ToRpcCode(absl::StatusCode::kAlreadyExists), 6);
+  EXPECT_EQ(ToRpcCode(absl::StatusCode::kResourceExhausted), 8);
+  EXPECT_EQ(ToRpcCode(absl::StatusCode::kFailedPrecondition), 9);
+  EXPECT_EQ(ToRpcCode(absl::StatusCode::kOutOfRange), 11);
+}
+
+TEST(ToGrpcStatusTest, UnknownValueIsUnknown) {
+  EXPECT_EQ(ToGrpcCode(static_cast<absl::StatusCode>(42)), grpc::StatusCode::UNKNOWN);
+}
+
+TEST(ToGrpcStatusTest, KeepsTheMessage) {
+  const grpc::Status s = ToGrpcStatus(absl::OutOfRangeError("pfn 9 is beyond memory"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(s.error_message(), "pfn 9 is beyond memory");
+  const grpc::Status ok = ToGrpcStatus(absl::OkStatus());
+  EXPECT_TRUE(ok.ok());
+  EXPECT_EQ(ok.error_message(), "");
+}
+
+}  // namespace
+}  // namespace pageowner::server
