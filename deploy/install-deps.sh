@@ -14,6 +14,7 @@ packages=(
   libgmock-dev
   libbenchmark-dev
   libgrpc++-dev
+  liblzma-dev
   libprotobuf-dev
   protobuf-compiler
   protobuf-compiler-grpc
