@@ -98,6 +98,17 @@ StackHandle Machine::RegisterSpecialStack(std::string_view function, std::string
 }
 
 StackHandle Machine::SaveStack(const SaveContext& ctx) {
+  if (ctx.hint.valid()) {
+    // The hint is good when its stored frames are these frames, as the depot would cut them.
+    const absl::Span<const uint64_t> want =
+        ctx.frames.first(std::min<size_t>(ctx.frames.size(), depot_.max_depth()));
+    const absl::Span<const uint64_t> got = depot_.Fetch(ctx.hint);
+    if (got.size() == want.size() &&
+        std::equal(got.begin(), got.end(), want.begin())) {
+      if (ctx.frames.size() > want.size()) depot_.CountTruncation();
+      return ctx.hint;
+    }
+  }
   // check_recursive_alloc: save_stack's own return address twice in the trace means this
   // allocation comes from inside page_owner (the depot's pool). The trace here is that address
   // followed by ctx.frames, so one more occurrence in the frames is the second.
@@ -135,6 +146,7 @@ bool Machine::AllocateDepotPool() {
   }
   pool.frames = trace;
   pool.gfp_mask = gfp;
+  pool.hint = StackHandle();
   const StackHandle h = SaveStack(pool);
   SetOwner(*pfn, order, h,
            InternAlloc(pool.pid, pool.tgid, pool.comm, gfp, order, MigrateReason::kNone),
@@ -163,8 +175,7 @@ void Machine::SetOwner(Pfn head, Order order, StackHandle handle, uint32_t actx,
     r[i].actx = actx | kOwnerBit | kAllocatedBit;
     r[i].ts_ns = ts_ns;
   }
-  depot_.AddPages(handle, static_cast<int64_t>(n));
-  depot_.CountAllocation(handle);
+  depot_.Charge(handle, static_cast<int64_t>(n));
   tracked_pages_ += n;
 }
 
@@ -212,7 +223,7 @@ absl::StatusOr<EventResult> Machine::Alloc(const AllocEvent& e) {
   }
   ++counters_.allocs;
   if (!tracking_) return EventResult{absl::OkStatus(), pfn, StackHandle()};
-  const SaveContext ctx{e.frames, e.gfp_mask, e.pid, e.tgid, e.comm, e.ts_ns};
+  const SaveContext ctx{e.frames, e.gfp_mask, e.pid, e.tgid, e.comm, e.ts_ns, e.stack_hint};
   const StackHandle h = SaveStack(ctx);
   SetOwner(pfn, e.order, h,
            InternAlloc(e.pid, e.tgid, e.comm, e.gfp_mask, e.order, MigrateReason::kNone), e.ts_ns);
@@ -232,7 +243,8 @@ absl::StatusOr<EventResult> Machine::Free(const FreeEvent& e) {
   std::optional<uint32_t> fctx;
   if (tracking_) {
     if (!e.frames.empty()) {
-      const SaveContext ctx{e.frames, kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns};
+      const SaveContext ctx{e.frames, kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns,
+                            e.stack_hint};
       free_handle = SaveStack(ctx);
     }
     fctx = free_contexts_.Intern(FreeContext{free_handle.raw(), e.pid, e.tgid});
@@ -298,7 +310,8 @@ absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
   std::optional<uint32_t> fctx;
   if (tracking_) {
     if (!e.frames.empty()) {
-      const SaveContext ctx{e.frames, kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns};
+      const SaveContext ctx{e.frames, kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns,
+                            e.stack_hint};
       free_handle = SaveStack(ctx);
     }
     fctx = free_contexts_.Intern(FreeContext{free_handle.raw(), e.pid, e.tgid});

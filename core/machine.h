@@ -46,6 +46,10 @@ struct AllocEvent {
   std::string_view comm{};
   uint64_t ts_ns = 0;
   std::optional<Pfn> pfn{};  // place the block exactly here (replaying a real machine)
+  // Optional: a handle this Machine returned earlier for the same frames (an ingest stream
+  // caches one a stack). It is checked against the frames, so a stale hint only costs the
+  // normal save; a good one skips the depot's hash lookup.
+  StackHandle stack_hint{};
 };
 
 // A free: __reset_page_owner + __free_pages. `frames` may be empty (no free stack known).
@@ -56,6 +60,10 @@ struct FreeEvent {
   int32_t pid = 0;
   int32_t tgid = 0;
   uint64_t ts_ns = 0;
+  // Optional: a handle this Machine returned earlier for the same frames (an ingest stream
+  // caches one a stack). It is checked against the frames, so a stale hint only costs the
+  // normal save; a good one skips the depot's hash lookup.
+  StackHandle stack_hint{};
 };
 
 // A migration of the block headed by `pfn`: a target block of the same order and migratetype is
@@ -70,6 +78,10 @@ struct MigrateEvent {
   int32_t pid = 0;
   int32_t tgid = 0;
   uint64_t ts_ns = 0;
+  // Optional: a handle this Machine returned earlier for the same frames (an ingest stream
+  // caches one a stack). It is checked against the frames, so a stale hint only costs the
+  // normal save; a good one skips the depot's hash lookup.
+  StackHandle stack_hint{};
 };
 
 using Event = std::variant<AllocEvent, FreeEvent, MigrateEvent>;
@@ -278,6 +290,7 @@ class Machine {
     int32_t tgid = 0;
     std::string_view comm;
     uint64_t ts_ns = 0;
+    StackHandle hint;
   };
 
   StackHandle SaveStack(const SaveContext& ctx);

@@ -243,9 +243,12 @@ void StackDepot::AddPages(StackHandle handle, int64_t delta) {
   r->pages.fetch_add(delta, std::memory_order_relaxed);
 }
 
-void StackDepot::CountAllocation(StackHandle handle) {
+void StackDepot::CountAllocation(StackHandle handle) { Charge(handle, 0); }
+
+void StackDepot::Charge(StackHandle handle, int64_t pages) {
   Record* r = MutableLookup(handle);
   assert(r != nullptr);
+  r->pages.fetch_add(pages, std::memory_order_relaxed);
   if (r->allocations.fetch_add(1, std::memory_order_relaxed) == 0) {
     absl::MutexLock lock(&mu_);
     owner_list_.push_back(handle);

@@ -98,6 +98,11 @@ class StackDepot {
   // stack_list, which show_stacks walks newest first).
   void CountAllocation(StackHandle handle);
 
+  // AddPages(pages) and CountAllocation in one lookup: an allocation of `pages` pages.
+  void Charge(StackHandle handle, int64_t pages);
+  // Counts a save whose stack was cut without going through Save (a caller's cached handle).
+  void CountTruncation() { truncated_.fetch_add(1, std::memory_order_relaxed); }
+
   // Usage of one stack; its handle is invalid when `handle` names no stored stack.
   StackUsage Usage(StackHandle handle) const;
 

@@ -407,6 +407,27 @@ TEST(MachineTest, FreeWhileTrackingIsOffStillTakesPagesOffTheirStack) {
   EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.tracked_pages().raw()));
 }
 
+TEST(MachineTest, StackHintsAreCheckedAgainstTheFrames) {
+  Machine m(Small());
+  const auto a = Stack(1, 20), b = Stack(2);
+  const EventResult first = *m.Alloc({.order = Order(0), .frames = a});
+  EXPECT_EQ(m.depot().stats().truncated, 1u);
+  // A good hint gives the same handle and still counts the cut.
+  const EventResult good = *m.Alloc({.order = Order(0), .frames = a, .stack_hint = first.handle});
+  EXPECT_EQ(good.handle, first.handle);
+  EXPECT_EQ(m.depot().stats().truncated, 2u);
+  // A hint for other frames is ignored: the frames decide.
+  const EventResult wrong = *m.Alloc({.order = Order(0), .frames = b, .stack_hint = first.handle});
+  EXPECT_EQ(wrong.handle, m.depot().Find(b));
+  EXPECT_NE(wrong.handle, first.handle);
+  // A hint that names nothing is ignored too.
+  const EventResult none =
+      *m.Free({.pfn = good.pfn, .order = Order(0), .frames = b, .stack_hint = StackHandle(999999)});
+  EXPECT_EQ(none.handle, wrong.handle);
+  EXPECT_EQ(m.depot().Usage(first.handle).pages, 1);
+  EXPECT_EQ(m.depot().Usage(first.handle).allocations, 2u);
+}
+
 TEST(MachineTest, ApplyDispatchesAndCountsRejections) {
   Machine m(Small());
   const auto a = Stack(1);
