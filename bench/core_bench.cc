@@ -56,12 +56,18 @@ void BM_AllocFreeTracking(benchmark::State& state) {
   const auto stacks = Stacks(1000, 16);
   std::vector<Pfn> held;
   for (int i = 0; i < 500000; ++i) {
-    held.push_back(m.Alloc({.order = Order(0), .gfp_mask = 0xcc0, .frames = stacks[i % 1000]})->pfn);
+    held.push_back(
+        m.Alloc({.order = Order(0), .gfp_mask = 0xcc0, .frames = stacks[i % 1000]})->pfn);
   }
   size_t i = 0;
   for (auto _ : state) {
-    const Pfn p = m.Alloc({.order = Order(0), .gfp_mask = 0xcc0, .frames = stacks[i % 1000],
-                           .pid = 1, .tgid = 1, .comm = "bench", .ts_ns = i})
+    const Pfn p = m.Alloc({.order = Order(0),
+                           .gfp_mask = 0xcc0,
+                           .frames = stacks[i % 1000],
+                           .pid = 1,
+                           .tgid = 1,
+                           .comm = "bench",
+                           .ts_ns = i})
                       ->pfn;
     benchmark::DoNotOptimize(m.Free({.pfn = p, .order = Order(0), .frames = stacks[0]}));
     ++i;
@@ -132,7 +138,8 @@ void BM_MachineApplyWorkload(benchmark::State& state) {
       }
     }
     state.PauseTiming();
-    if (failed != 0) state.SkipWithError("replayed events failed: the machine is not deterministic");
+    if (failed != 0)
+      state.SkipWithError("replayed events failed: the machine is not deterministic");
     m.reset();
     state.ResumeTiming();
   }

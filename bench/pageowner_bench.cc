@@ -84,15 +84,17 @@ int Memory(int argc, char** argv) {
   // The kernel's depot for the same stacks: a record is about (frames + 3) x 8 bytes, in 16 KiB
   // pools (the seed's 2016 depot used 16 KiB slabs the same way).
   uint64_t kernel_record_bytes = 0;
-  m.depot().ForEachStack([&](const StackUsage& s) { kernel_record_bytes += (s.frames.size() + 3) * 8; });
+  m.depot().ForEachStack(
+      [&](const StackUsage& s) { kernel_record_bytes += (s.frames.size() + 3) * 8; });
   const uint64_t kernel_depot = (kernel_record_bytes + 16383) / 16384 * 16384;
   const uint64_t our_depot = uint64_t{ds.pools} * 16384;
   const uint64_t our_static = mem.records + mem.allocator + mem.contexts + mem.symbols;
 
-  absl::PrintF("pageowner-bench memory: %d GiB machine (%s pages), %s events in %.2f s, %d "
-               "stacks of 16 frames, %.1f%% of pages allocated, %s stacks stored\n\n",
-               gib, Commas(pages), Commas(events), secs, stacks,
-               100.0 * m.allocator().allocated_pages().raw() / pages, Commas(ds.persistent_count));
+  absl::PrintF(
+      "pageowner-bench memory: %d GiB machine (%s pages), %s events in %.2f s, %d "
+      "stacks of 16 frames, %.1f%% of pages allocated, %s stacks stored\n\n",
+      gib, Commas(pages), Commas(events), secs, stacks,
+      100.0 * m.allocator().allocated_pages().raw() / pages, Commas(ds.persistent_count));
   absl::PrintF("%-40s %8s %16s %14s %16s\n", "layout", "B/page", "per-page bytes", "depot bytes",
                "total bytes");
   auto row = [&](const char* name, double per_page, uint64_t depot) {
@@ -104,17 +106,19 @@ int Memory(int argc, char** argv) {
   row("2016 depot handle (the seed)", 24, kernel_depot);
   row("today's kernel (page_owner + page_ext)", 72, kernel_depot);
   row("pageowner: every modern field", static_cast<double>(our_static) / pages, our_depot);
-  absl::PrintF("\npageowner parts: records %s (%.2f B/page), allocator %s (%.2f B/page), "
-               "contexts %s, symbols %s, depot pools %d (%s bytes of records)\n",
-               Commas(mem.records), static_cast<double>(mem.records) / pages, Commas(mem.allocator),
-               static_cast<double>(mem.allocator) / pages, Commas(mem.contexts),
-               Commas(mem.symbols), ds.pools, Commas(ds.persistent_bytes));
+  absl::PrintF(
+      "\npageowner parts: records %s (%.2f B/page), allocator %s (%.2f B/page), "
+      "contexts %s, symbols %s, depot pools %d (%s bytes of records)\n",
+      Commas(mem.records), static_cast<double>(mem.records) / pages, Commas(mem.allocator),
+      static_cast<double>(mem.allocator) / pages, Commas(mem.contexts), Commas(mem.symbols),
+      ds.pools, Commas(ds.persistent_bytes));
   absl::PrintF("bytes per stored stack: ours %.1f, the kernel's formula (frames + 3) x 8 = %.1f\n",
                static_cast<double>(ds.persistent_bytes) / ds.persistent_count,
                static_cast<double>(kernel_record_bytes) / ds.persistent_count);
-  absl::PrintF("process RSS growth: %s bytes (%.2f B/page; includes the workload generator's own "
-               "state)\n",
-               Commas(rss1 - rss0), static_cast<double>(rss1 - rss0) / pages);
+  absl::PrintF(
+      "process RSS growth: %s bytes (%.2f B/page; includes the workload generator's own "
+      "state)\n",
+      Commas(rss1 - rss0), static_cast<double>(rss1 - rss0) / pages);
   absl::PrintF("memory: ours=%.2f B/page kernel=72 B/page ratio=%.3f\n",
                static_cast<double>(our_static + our_depot) / pages,
                static_cast<double>(our_static + our_depot) / pages / 72.0);

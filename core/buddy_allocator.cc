@@ -245,6 +245,18 @@ void BuddyAllocator::SplitAndMark(uint64_t head, unsigned block_order, uint64_t 
   SetState(pfn, AllocatedByte(order, mt));
 }
 
+absl::Status BuddyAllocator::SetPageblockMigrateType(uint64_t pageblock, MigrateType mt) {
+  if (static_cast<int>(mt) >= kNumFreeListTypes) {
+    return absl::InvalidArgumentError(
+        "pageblock migratetype must be Unmovable, Movable or Reclaimable");
+  }
+  if (pageblock >= num_pageblocks()) {
+    return absl::OutOfRangeError(absl::StrCat("pageblock ", pageblock, " is beyond memory"));
+  }
+  SetPageblockType(pageblock, static_cast<int>(mt));
+  return absl::OkStatus();
+}
+
 void BuddyAllocator::SetPageblockType(uint64_t pageblock, int mt) {
   const int old = pageblock_mt_[pageblock];
   if (old == mt) return;

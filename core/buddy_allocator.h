@@ -121,6 +121,10 @@ class BuddyAllocator {
   // The migratetype of pageblock `pageblock` (pfn >> kPageblockOrder), as
   // get_pageblock_migratetype. REQUIRES: pageblock < num_pageblocks().
   MigrateType PageblockMigrateType(uint64_t pageblock) const;
+  // Sets a pageblock's migratetype, as set_pageblock_migratetype does (for imported machines),
+  // moving its free blocks to the new type's lists. kInvalidArgument for a type without free
+  // lists here (HighAtomic, CMA, Isolate); kOutOfRange beyond the last pageblock.
+  absl::Status SetPageblockMigrateType(uint64_t pageblock, MigrateType mt);
   // Pageblocks covering memory; the last one may be partial.
   uint64_t num_pageblocks() const { return pageblock_mt_.size(); }
 

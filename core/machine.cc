@@ -16,8 +16,7 @@ constexpr std::string_view kInitFrames[] = {"mm_core_init+0x9b/0x110", "start_ke
 // What the depot's own pool allocation runs through before re-entering the page allocator.
 constexpr std::string_view kPoolFrames[] = {
     "get_page_from_freelist+0x121a/0x13b0", "__alloc_pages_noprof+0x198/0x1060",
-    "depot_alloc_pool+0x56/0xe0",           "stack_depot_save_flags+0x2f1/0x720",
-    "save_stack+0x8e/0xe0"};
+    "depot_alloc_pool+0x56/0xe0", "stack_depot_save_flags+0x2f1/0x720", "save_stack+0x8e/0xe0"};
 constexpr std::string_view kSetPageOwnerRet = "__set_page_owner+0x3b/0x160";
 // The depot keeps the caller's reclaim behaviour but allocates unmovable kernel memory.
 constexpr uint32_t kPoolGfpFilter = kGfpKernel | kGfpAtomic | kGfpNowarn;
@@ -46,7 +45,7 @@ uint32_t Machine::Interner<K>::Intern(const K& k) {
 
 template <typename K>
 size_t Machine::Interner<K>::MemoryBytes() const {
-  return values_.capacity() * sizeof(K) + ids_.capacity() * (sizeof(K) + sizeof(uint32_t) + 1);
+  return values_.size() * sizeof(K) + ids_.capacity() * (sizeof(K) + sizeof(uint32_t) + 1);
 }
 
 absl::Status Machine::ValidateOptions(const MachineOptions& o) {
@@ -55,12 +54,12 @@ absl::Status Machine::ValidateOptions(const MachineOptions& o) {
     return absl::InvalidArgumentError("memory above 16 TiB (2^32 pages) is not supported");
   }
   if (o.stack_depth < 1 || o.stack_depth > StackDepot::kMaxStackDepth) {
-    return absl::InvalidArgumentError(absl::StrCat("stack depth ", o.stack_depth,
-                                                   " is outside 1..", StackDepot::kMaxStackDepth));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stack depth ", o.stack_depth, " is outside 1..", StackDepot::kMaxStackDepth));
   }
   if (o.depot_max_pools < 1 || o.depot_max_pools > StackDepot::kMaxPoolsLimit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "depot pool limit ", o.depot_max_pools, " is outside 1..", StackDepot::kMaxPoolsLimit));
+    return absl::InvalidArgumentError(absl::StrCat("depot pool limit ", o.depot_max_pools,
+                                                   " is outside 1..", StackDepot::kMaxPoolsLimit));
   }
   return absl::OkStatus();
 }
@@ -79,10 +78,12 @@ Machine::Machine(const MachineOptions& options)
   pool_frames_.push_back(set_page_owner_ret_ip_);
   // init_page_owner: the special stacks are saved before page_owner is on, so the depot's first
   // pool is an untracked allocation that turns into early pages below.
-  dummy_handle_ = RegisterSpecialStack("register_dummy_stack+0x4b/0x80", "init_page_owner+0x22/0x290");
+  dummy_handle_ =
+      RegisterSpecialStack("register_dummy_stack+0x4b/0x80", "init_page_owner+0x22/0x290");
   failure_handle_ =
       RegisterSpecialStack("register_failure_stack+0x4b/0x80", "init_page_owner+0x2b/0x290");
-  early_handle_ = RegisterSpecialStack("register_early_stack+0x4b/0x80", "init_page_owner+0x34/0x290");
+  early_handle_ =
+      RegisterSpecialStack("register_early_stack+0x4b/0x80", "init_page_owner+0x34/0x290");
   if (options.tracking) SetTracking(true, options.boot_ts_ns);
 }
 
@@ -103,8 +104,7 @@ StackHandle Machine::SaveStack(const SaveContext& ctx) {
     const absl::Span<const uint64_t> want =
         ctx.frames.first(std::min<size_t>(ctx.frames.size(), depot_.max_depth()));
     const absl::Span<const uint64_t> got = depot_.Fetch(ctx.hint);
-    if (got.size() == want.size() &&
-        std::equal(got.begin(), got.end(), want.begin())) {
+    if (got.size() == want.size() && std::equal(got.begin(), got.end(), want.begin())) {
       if (ctx.frames.size() > want.size()) depot_.CountTruncation();
       return ctx.hint;
     }
@@ -112,8 +112,7 @@ StackHandle Machine::SaveStack(const SaveContext& ctx) {
   // check_recursive_alloc: save_stack's own return address twice in the trace means this
   // allocation comes from inside page_owner (the depot's pool). The trace here is that address
   // followed by ctx.frames, so one more occurrence in the frames is the second.
-  if (std::find(ctx.frames.begin(), ctx.frames.end(), set_page_owner_ret_ip_) !=
-      ctx.frames.end()) {
+  if (std::find(ctx.frames.begin(), ctx.frames.end(), set_page_owner_ret_ip_) != ctx.frames.end()) {
     ++counters_.dummy_handle_uses;
     return dummy_handle_;
   }
@@ -163,7 +162,7 @@ uint32_t Machine::InternAlloc(int32_t pid, int32_t tgid, std::string_view comm, 
   c.order = static_cast<uint8_t>(order.raw());
   c.reason = static_cast<int8_t>(reason);
   const size_t n = std::min(comm.size(), kCommMax);
-  std::memcpy(c.comm.data(), comm.data(), n);
+  if (n > 0) std::memcpy(c.comm.data(), comm.data(), n);
   return alloc_contexts_.Intern(c);
 }
 
@@ -180,6 +179,7 @@ void Machine::SetOwner(Pfn head, Order order, StackHandle handle, uint32_t actx,
 }
 
 void Machine::ResetOwner(Pfn head, Order order, std::optional<uint32_t> fctx, uint64_t ts_ns) {
+  if (!extras_by_head_.empty()) extras_by_head_.erase(head.raw());
   const uint64_t n = order.pages().raw();
   Record* r = &records_[head.raw()];
   // Take the pages off their stacks, a run of equal handles at a time (early blocks hold one
@@ -243,7 +243,7 @@ absl::StatusOr<EventResult> Machine::Free(const FreeEvent& e) {
   std::optional<uint32_t> fctx;
   if (tracking_) {
     if (!e.frames.empty()) {
-      const SaveContext ctx{e.frames, kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns,
+      const SaveContext ctx{e.frames,    kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns,
                             e.stack_hint};
       free_handle = SaveStack(ctx);
     }
@@ -268,15 +268,15 @@ absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
         absl::StrCat("cannot migrate pfn ", e.pfn.raw(), ": the page is free"));
   }
   if (block->head != e.pfn) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot migrate pfn ", e.pfn.raw(),
-                                                      ": not the head of its block (head ",
-                                                      block->head.raw(), ", order ",
-                                                      block->order.raw(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot migrate pfn ", e.pfn.raw(), ": not the head of its block (head ",
+                     block->head.raw(), ", order ", block->order.raw(), ")"));
   }
   const Record& src_head = records_[e.pfn.raw()];
-  const MigrateType mt = (src_head.actx & kOwnerBit)
-                             ? GfpMigrateType(alloc_contexts_.Get(src_head.actx & kCtxMask).gfp_mask)
-                             : buddy_.PageblockMigrateType(e.pfn.pageblock());
+  const MigrateType mt =
+      (src_head.actx & kOwnerBit)
+          ? GfpMigrateType(alloc_contexts_.Get(src_head.actx & kCtxMask).gfp_mask)
+          : buddy_.PageblockMigrateType(e.pfn.pageblock());
   Pfn target;
   if (e.target.has_value()) {
     absl::Status s = buddy_.AllocateAt(*e.target, block->order, mt);
@@ -298,8 +298,8 @@ absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
     dst[i] = src[i];
     if ((src[i].actx & kOwnerBit) == 0) continue;
     const AllocContext& a = alloc_contexts_.Get(src[i].actx & kCtxMask);
-    const uint32_t actx = InternAlloc(a.pid, a.tgid, a.comm.data(), a.gfp_mask, Order(a.order),
-                                      e.reason);
+    const uint32_t actx =
+        InternAlloc(a.pid, a.tgid, a.comm.data(), a.gfp_mask, Order(a.order), e.reason);
     dst[i].actx = (src[i].actx & ~kCtxMask) | actx;
     const FreeContext& f = free_contexts_.Get(src[i].fctx);
     dst[i].fctx = free_contexts_.Intern(FreeContext{0, f.free_pid, f.free_tgid});
@@ -310,7 +310,7 @@ absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
   std::optional<uint32_t> fctx;
   if (tracking_) {
     if (!e.frames.empty()) {
-      const SaveContext ctx{e.frames, kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns,
+      const SaveContext ctx{e.frames,    kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns,
                             e.stack_hint};
       free_handle = SaveStack(ctx);
     }
@@ -322,11 +322,47 @@ absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
       ++tracked_pages_;
     }
   }
+  if (auto it = extras_by_head_.find(e.pfn.raw()); it != extras_by_head_.end()) {
+    extras_by_head_[target.raw()] = it->second;
+  }
   ResetOwner(e.pfn, block->order, fctx, e.ts_ns);
   absl::Status freed = buddy_.Free(e.pfn, block->order);
   assert(freed.ok());
   (void)freed;
   return EventResult{absl::OkStatus(), target, StackHandle(dst[0].handle)};
+}
+
+absl::StatusOr<EventResult> Machine::Import(const ImportEvent& e) {
+  if (!e.order.valid()) return BadOrder(e.order);
+  if (e.frames.empty()) return absl::InvalidArgumentError("an imported block needs a frame");
+  if (e.pfn.raw() >= total_pages().raw()) return BeyondMemory("pfn", e.pfn, total_pages());
+  if (e.pageblock_migratetype.has_value() &&
+      static_cast<int>(*e.pageblock_migratetype) >= kNumFreeListTypes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pageblock type ", MigrateTypeName(*e.pageblock_migratetype).data(), " is not simulated"));
+  }
+  const int reason = static_cast<int>(e.last_migrate_reason);
+  if (reason < -1 || reason >= kNumMigrateReasons) {
+    return absl::InvalidArgumentError(absl::StrCat("migrate reason ", reason, " is unknown"));
+  }
+  absl::Status s = buddy_.AllocateAt(e.pfn, e.order, GfpMigrateType(e.gfp_mask));
+  if (!s.ok()) return s;
+  if (e.pageblock_migratetype.has_value()) {
+    absl::Status set = buddy_.SetPageblockMigrateType(e.pfn.pageblock(), *e.pageblock_migratetype);
+    assert(set.ok());
+    (void)set;
+  }
+  ++counters_.allocs;
+  const SaveContext ctx{e.frames, e.gfp_mask, e.pid, e.tgid, e.comm, e.ts_ns, StackHandle()};
+  const StackHandle h = SaveStack(ctx);
+  SetOwner(e.pfn, e.order, h,
+           InternAlloc(e.pid, e.tgid, e.comm, e.gfp_mask, e.order, e.last_migrate_reason), e.ts_ns);
+  if (e.free_ts_ns != 0) {
+    for (uint64_t i = 0; i < e.order.pages().raw(); ++i)
+      records_[e.pfn.raw() + i].free_ts_ns = e.free_ts_ns;
+  }
+  if (e.extras != nullptr) extras_by_head_[e.pfn.raw()] = extras_.Intern(*e.extras);
+  return EventResult{absl::OkStatus(), e.pfn, h};
 }
 
 EventResult Machine::Apply(const Event& e) {
@@ -394,6 +430,12 @@ PageOwner Machine::Expand(Pfn pfn, const Record& r) const {
   p.free_tgid = f.free_tgid;
   p.free_ts_ns = r.free_ts_ns;
   p.page_flags = SimulatedPageFlags(pfn, p.order, p.gfp_mask);
+  if (!extras_by_head_.empty()) {
+    if (auto it = extras_by_head_.find(pfn.raw()); it != extras_by_head_.end()) {
+      p.extras = &extras_.Get(it->second);
+      p.page_flags = p.extras->page_flags;
+    }
+  }
   return p;
 }
 
@@ -450,9 +492,10 @@ std::vector<ZoneMixedBlocks> Machine::MixedBlocks() const {
     uint64_t start, end;
   };
   const uint64_t pages = total_pages().raw();
-  const Zone zones[] = {{"DMA", 0, std::min<uint64_t>(pages, kZoneDma32StartPfn)},
-                        {"DMA32", kZoneDma32StartPfn, std::min<uint64_t>(pages, kZoneNormalStartPfn)},
-                        {"Normal", kZoneNormalStartPfn, pages}};
+  const Zone zones[] = {
+      {"DMA", 0, std::min<uint64_t>(pages, kZoneDma32StartPfn)},
+      {"DMA32", kZoneDma32StartPfn, std::min<uint64_t>(pages, kZoneNormalStartPfn)},
+      {"Normal", kZoneNormalStartPfn, pages}};
   std::vector<ZoneMixedBlocks> out;
   const uint64_t block_pages = uint64_t{1} << kPageblockOrder;
   for (const Zone& z : zones) {
@@ -474,7 +517,8 @@ std::vector<ZoneMixedBlocks> Machine::MixedBlocks() const {
         }
         const AllocContext& a = alloc_contexts_.Get(r.actx & kCtxMask);
         if (GfpMigrateType(a.gfp_mask) != block_mt) {
-          const MigrateType counted = block_mt == MigrateType::kCma ? MigrateType::kMovable : block_mt;
+          const MigrateType counted =
+              block_mt == MigrateType::kCma ? MigrateType::kMovable : block_mt;
           ++zm.count[static_cast<int>(counted)];
           pfn = block_end;
           break;
@@ -493,7 +537,8 @@ MachineMemory Machine::MemoryUsage() const {
   m.records = total_pages().raw() * sizeof(Record);
   m.allocator = buddy_.MemoryBytes();
   m.depot = depot_.MemoryBytes();
-  m.contexts = alloc_contexts_.MemoryBytes() + free_contexts_.MemoryBytes();
+  m.contexts = alloc_contexts_.MemoryBytes() + free_contexts_.MemoryBytes() +
+               extras_.MemoryBytes() + extras_by_head_.capacity() * (sizeof(uint64_t) * 2 + 1);
   m.symbols = symbols_.MemoryBytes();
   return m;
 }

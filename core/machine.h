@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -86,6 +87,38 @@ struct MigrateEvent {
 
 using Event = std::variant<AllocEvent, FreeEvent, MigrateEvent>;
 
+// What a real kernel printed for a block that the simulation does not derive itself, kept for
+// imported blocks so that they print back byte for byte.
+struct PrintedExtras {
+  uint64_t page_flags = 0;  // the page's flags word, as that kernel printed it
+  std::string gfp_names;    // the %pGg text that kernel printed (its flag table); "" = ours
+  bool slab_cache = false;  // the "Slab cache page" line
+  std::string memcg;        // the memcg line without its newline ("Charged to memcg /"), or ""
+  friend bool operator==(const PrintedExtras&, const PrintedExtras&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const PrintedExtras& e) {
+    return H::combine(std::move(h), e.page_flags, e.gfp_names, e.slab_cache, e.memcg);
+  }
+};
+
+// A block read from a real /sys/kernel/debug/page_owner dump, placed at its pfn with every
+// field the dump gave.
+struct ImportEvent {
+  Pfn pfn{};
+  Order order{};
+  uint32_t gfp_mask = 0;
+  absl::Span<const uint64_t> frames{};  // at least one
+  int32_t pid = 0;
+  int32_t tgid = 0;
+  std::string_view comm{};
+  uint64_t ts_ns = 0;
+  uint64_t free_ts_ns = 0;  // dumps of about v6.2 print it; 0 otherwise
+  MigrateReason last_migrate_reason = MigrateReason::kNone;
+  // The pageblock's migratetype as the dump printed it ("Block N type T"); set on the allocator.
+  std::optional<MigrateType> pageblock_migratetype{};
+  const PrintedExtras* extras = nullptr;  // null: nothing beyond what we derive
+};
+
 // What an event did: for an allocation the block's pfn and the handle stored; for a free the
 // freed pfn and the free handle; for a migration the target pfn and the owner's handle.
 struct EventResult {
@@ -114,6 +147,9 @@ struct PageOwner {
   bool allocated = false;  // PAGE_EXT_OWNER_ALLOCATED: allocated now (per page_owner)
   MigrateType pageblock_migratetype = MigrateType::kMovable;
   uint64_t page_flags = 0;  // the page's flags word, as %pGp prints it
+  // Set for imported blocks: what their kernel printed beyond our fields (page_flags above is
+  // then the printed one). Valid until the next mutation of the Machine.
+  const PrintedExtras* extras = nullptr;
 };
 
 // Counts of what happened, by kind and outcome.
@@ -183,6 +219,9 @@ class Machine {
   absl::StatusOr<EventResult> Migrate(const MigrateEvent& e);
   // Any of the three; the status is in the result.
   EventResult Apply(const Event& e);
+  // Places an imported block. Errors as Alloc with a pfn; also kInvalidArgument for a
+  // migratetype the allocator's free lists do not have (HighAtomic, CMA, Isolate).
+  absl::StatusOr<EventResult> Import(const ImportEvent& e);
 
   // page_owner on or off. Turning it on gives every allocated page that has no owner the early
   // handle (order 0, mask 0, pid 0, "swapper", ts `ts_ns`), as init_early_allocated_pages does.
@@ -274,7 +313,7 @@ class Machine {
     size_t MemoryBytes() const;
 
    private:
-    std::vector<K> values_;
+    std::deque<K> values_;  // a deque: references stay valid as it grows
     absl::flat_hash_map<K, uint32_t> ids_;
   };
 
@@ -312,6 +351,8 @@ class Machine {
   std::unique_ptr<Record[], FreeDeleter> records_;  // calloc'd: untouched pages cost nothing
   Interner<AllocContext> alloc_contexts_;
   Interner<FreeContext> free_contexts_;
+  Interner<PrintedExtras> extras_;
+  absl::flat_hash_map<uint64_t, uint32_t> extras_by_head_;  // imported blocks only
 
   uint64_t set_page_owner_ret_ip_ = 0;
   std::vector<uint64_t> pool_frames_;  // the depot's own frames on a pool allocation

@@ -15,8 +15,7 @@ constexpr MigrateType kPrintedTypes[] = {MigrateType::kUnmovable, MigrateType::k
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // stack_trace_snprint / stack_trace_print with spaces = 0: " %pS\n" a frame.
-void AppendFrames(absl::Span<const uint64_t> frames, const SymbolTable& symbols,
-                  std::string* out) {
+void AppendFrames(absl::Span<const uint64_t> frames, const SymbolTable& symbols, std::string* out) {
   for (uint64_t ip : frames) {
     out->push_back(' ');
     symbols.AppendFrame(ip, out);
@@ -30,21 +29,13 @@ void AppendPageOwnerBlock(const PageOwner& p, absl::Span<const uint64_t> frames,
                           const SymbolTable& symbols, DumpFormat format, std::string* out) {
   const absl::string_view page_mt = Sv(MigrateTypeName(GfpMigrateType(p.gfp_mask)));
   const absl::string_view block_mt = Sv(MigrateTypeName(p.pageblock_migratetype));
-  if (format == DumpFormat::kToday) {
-    absl::StrAppend(out, "Page allocated via order ", p.order.raw(), ", mask ",
-                    FormatGfpMask(p.gfp_mask), ", pid ", p.pid, ", tgid ", p.tgid, " (", p.comm,
-                    "), ts ", p.ts_ns, " ns\n");
-    absl::StrAppend(out, "PFN 0x", absl::Hex(p.pfn.raw()), " type ", page_mt, " Block ",
-                    p.pfn.pageblock(), " type ", block_mt, " Flags ", FormatPageFlags(p.page_flags),
-                    "\n");
-    AppendFrames(frames, symbols, out);
-    if (p.last_migrate_reason != MigrateReason::kNone) {
-      absl::StrAppend(out, "Page has been migrated, last migrate reason: ",
-                      Sv(MigrateReasonName(p.last_migrate_reason)), "\n");
-    }
-  } else {
-    absl::StrAppend(out, "Page allocated via order ", p.order.raw(), ", mask ",
-                    FormatGfpMask(p.gfp_mask), "\n");
+  // An imported block prints its mask names as its own kernel did.
+  const std::string mask =
+      p.extras != nullptr && !p.extras->gfp_names.empty()
+          ? absl::StrCat("0x", absl::Hex(p.gfp_mask), "(", p.extras->gfp_names, ")")
+          : FormatGfpMask(p.gfp_mask);
+  if (format == DumpFormat::k2016) {
+    absl::StrAppend(out, "Page allocated via order ", p.order.raw(), ", mask ", mask, "\n");
     absl::StrAppend(out, "PFN ", p.pfn.raw(), " type ", page_mt, " Block ", p.pfn.pageblock(),
                     " type ", block_mt, " Flags 0x", absl::Hex(p.page_flags), "(",
                     FormatPageFlagNames(p.page_flags), ")\n");
@@ -58,6 +49,27 @@ void AppendPageOwnerBlock(const PageOwner& p, absl::Span<const uint64_t> frames,
       absl::StrAppend(out, "Page has been migrated, last_migrate_reason: ",
                       Sv(MigrateReasonName(p.last_migrate_reason)), "\n");
     }
+    out->push_back('\n');
+    return;
+  }
+  absl::StrAppend(out, "Page allocated via order ", p.order.raw(), ", mask ", mask, ", pid ", p.pid,
+                  ", tgid ", p.tgid, " (", p.comm, "), ts ", p.ts_ns, " ns");
+  if (format == DumpFormat::kFreeTs) {
+    absl::StrAppend(out, ", free_ts ", p.free_ts_ns, " ns\nPFN ", p.pfn.raw());
+  } else {
+    absl::StrAppend(out, "\nPFN 0x", absl::Hex(p.pfn.raw()));
+  }
+  absl::StrAppend(out, " type ", page_mt, " Block ", p.pfn.pageblock(), " type ", block_mt,
+                  " Flags ", FormatPageFlags(p.page_flags), "\n");
+  AppendFrames(frames, symbols, out);
+  if (p.last_migrate_reason != MigrateReason::kNone) {
+    absl::StrAppend(out, "Page has been migrated, last migrate reason: ",
+                    Sv(MigrateReasonName(p.last_migrate_reason)), "\n");
+  }
+  // print_page_owner_memcg: the slab line, then the memcg line.
+  if (p.extras != nullptr) {
+    if (p.extras->slab_cache) out->append("Slab cache page\n");
+    if (!p.extras->memcg.empty()) absl::StrAppend(out, p.extras->memcg, "\n");
   }
   out->push_back('\n');
 }
@@ -127,16 +139,17 @@ std::string ShowStacksText(const Machine& m, int64_t threshold, StacksView view)
 }
 
 std::string StackDepotStatsText(const StackDepotStats& s) {
-  return absl::StrCat("pools: ", s.pools, "\n", "refcounted_allocations: ",
-                      s.refcounted_allocations, "\n", "refcounted_frees: ", s.refcounted_frees,
-                      "\n", "refcounted_in_use: ", s.refcounted_in_use, "\n",
-                      "freelist_size: ", s.freelist_size, "\n", "persistent_count: ",
-                      s.persistent_count, "\n", "persistent_bytes: ", s.persistent_bytes, "\n");
+  return absl::StrCat(
+      "pools: ", s.pools, "\n", "refcounted_allocations: ", s.refcounted_allocations, "\n",
+      "refcounted_frees: ", s.refcounted_frees, "\n", "refcounted_in_use: ", s.refcounted_in_use,
+      "\n", "freelist_size: ", s.freelist_size, "\n", "persistent_count: ", s.persistent_count,
+      "\n", "persistent_bytes: ", s.persistent_bytes, "\n");
 }
 
 std::string MixedBlocksText(const std::vector<ZoneMixedBlocks>& zones) {
   std::string out = absl::StrFormat("%-23s", "Number of mixed blocks ");
-  for (MigrateType mt : kPrintedTypes) absl::StrAppendFormat(&out, "%12s ", Sv(MigrateTypeName(mt)));
+  for (MigrateType mt : kPrintedTypes)
+    absl::StrAppendFormat(&out, "%12s ", Sv(MigrateTypeName(mt)));
   out.push_back('\n');
   for (const ZoneMixedBlocks& z : zones) {
     absl::StrAppendFormat(&out, "Node %d, zone %8s ", 0, Sv(z.zone));

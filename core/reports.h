@@ -24,6 +24,9 @@ enum class DumpFormat {
   // The 2016 kernel of the seed patch: decimal PFN, flags value and names, frames as
   // " [<address>] symbol", "last_migrate_reason".
   k2016,
+  // Kernels of about v5.11 to v6.2 (6.1 among them): decimal PFN, pid, tgid, comm, and
+  // "ts N ns, free_ts N ns".
+  kFreeTs,
 };
 
 // One block of /sys/kernel/debug/page_owner, ending with its blank line.

@@ -124,7 +124,8 @@ class StackDepot {
   static uint32_t Hash(absl::Span<const uint64_t> frames);
   const Record* Lookup(StackHandle handle) const;
   Record* MutableLookup(StackHandle handle) const;
-  const Record* FindInBucket(uint32_t bucket, uint32_t hash, absl::Span<const uint64_t> frames) const;
+  const Record* FindInBucket(uint32_t bucket, uint32_t hash,
+                             absl::Span<const uint64_t> frames) const;
   // Ensures a spare pool is ready when the current one cannot hold `bytes` more.
   void RefillSpare(size_t bytes) ABSL_LOCKS_EXCLUDED(mu_, pool_mu_);
   StackUsage UsageOf(StackHandle handle, const Record& r) const;
@@ -142,7 +143,7 @@ class StackDepot {
   absl::Mutex pool_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   mutable absl::Mutex mu_;
-  Pool* spare_ ABSL_GUARDED_BY(mu_) = nullptr;  // a pool obtained but not yet in use
+  Pool* spare_ ABSL_GUARDED_BY(mu_) = nullptr;    // a pool obtained but not yet in use
   size_t current_used_ ABSL_GUARDED_BY(mu_) = 0;  // bytes used in the newest pool
   std::vector<StackHandle> stored_ ABSL_GUARDED_BY(mu_);
   std::vector<StackHandle> owner_list_ ABSL_GUARDED_BY(mu_);

@@ -6,11 +6,11 @@
 #include "absl/status/statusor.h"
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define PO_RETURN_IF_ERROR(expr)                \
-  do {                                          \
+#define PO_RETURN_IF_ERROR(expr)                      \
+  do {                                                \
     if (absl::Status _po_st = (expr); !_po_st.ok()) { \
-      return _po_st;                            \
-    }                                           \
+      return _po_st;                                  \
+    }                                                 \
   } while (0)
 
 #define PO_CONCAT_INNER_(a, b) a##b

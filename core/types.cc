@@ -13,9 +13,8 @@ std::string_view MigrateTypeName(MigrateType mt) {
 
 std::string_view MigrateReasonName(MigrateReason reason) {
   static constexpr std::array<std::string_view, kNumMigrateReasons> kNames = {
-      "compaction",        "memory_failure",  "memory_hotplug", "syscall_or_cpuset",
-      "mempolicy_mbind",   "numa_misplaced",  "contig_range",   "longterm_pin",
-      "demotion",          "damon"};
+      "compaction",     "memory_failure", "memory_hotplug", "syscall_or_cpuset", "mempolicy_mbind",
+      "numa_misplaced", "contig_range",   "longterm_pin",   "demotion",          "damon"};
   const auto i = static_cast<int>(reason);
   return i >= 0 && i < kNumMigrateReasons ? kNames[i] : "";
 }

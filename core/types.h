@@ -63,7 +63,9 @@ class Pfn {
   // The pageblock (2^kPageblockOrder pages) this pfn lies in, as the kernel's `pfn >> 9`.
   constexpr uint64_t pageblock() const { return v_ >> kPageblockOrder; }
   // True when this pfn is the first page of a naturally aligned block of `order`.
-  constexpr bool aligned_to(Order order) const { return (v_ & ((uint64_t{1} << order.raw()) - 1)) == 0; }
+  constexpr bool aligned_to(Order order) const {
+    return (v_ & ((uint64_t{1} << order.raw()) - 1)) == 0;
+  }
   friend constexpr Pfn operator+(Pfn p, PageCount n) { return Pfn(p.v_ + n.raw()); }
   friend constexpr PageCount operator-(Pfn a, Pfn b) { return PageCount(a.v_ - b.v_); }
   friend constexpr auto operator<=>(Pfn, Pfn) = default;

@@ -31,7 +31,7 @@ enum class WorkloadKind : uint8_t { kAlloc, kFree, kMigrate };
 struct WorkloadEvent {
   WorkloadKind kind = WorkloadKind::kAlloc;
   Order order;
-  Pfn pfn;           // free and migrate: the block's head
+  Pfn pfn;  // free and migrate: the block's head
   uint32_t gfp_mask = 0;
   uint32_t stack = 0;  // index into stacks(); the free stacks follow the allocation stacks
   uint32_t task = 0;   // index into tasks()

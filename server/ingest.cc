@@ -1,9 +1,9 @@
 #include "server/ingest.h"
 
+#include <optional>
 #include <string_view>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "server/to_grpc_status.h"
@@ -50,7 +50,6 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
                                     " events (it must be empty or have one a event)"));
     }
   }
-  absl::flat_hash_set<uint32_t> batch_stacks;
   for (const v1::StackDef& def : b.stacks()) {
     if (def.id() == 0) return Malformed("a stack definition has id 0 (ids start at 1)");
     for (int j = 0; j < def.frames_size(); ++j) {
@@ -60,12 +59,9 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
             absl::StrCat("stack ", def.id(), ": frame ", j, " has neither an ip nor a symbol"));
       }
     }
-    batch_stacks.insert(def.id());
   }
-  absl::flat_hash_set<uint32_t> batch_tasks;
   for (const v1::TaskDef& def : b.tasks()) {
     if (def.id() == 0) return Malformed("a task definition has id 0 (ids start at 1)");
-    batch_tasks.insert(def.id());
   }
   for (int i = 0; i < n; ++i) {
     const int kind = b.kind(i);
@@ -75,79 +71,114 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
                                     kind == 0 ? " (EVENT_KIND_UNSPECIFIED)" : "",
                                     " is not ALLOC, FREE or MIGRATE"));
     }
-    const uint32_t stack = At(b.stack_id(), i);
-    if (stack != 0 && !batch_stacks.contains(stack) && !stacks_.contains(stack)) {
-      return Malformed(
-          absl::StrCat("event ", i, ": stack id ", stack, " is not defined in this stream"));
-    }
-    const uint32_t task = At(b.task_id(), i);
-    if (task != 0 && !batch_tasks.contains(task) && !tasks_.contains(task)) {
-      return Malformed(
-          absl::StrCat("event ", i, ": task id ", task, " is not defined in this stream"));
-    }
   }
   return absl::OkStatus();
 }
 
 void IngestStream::Define(const v1::EventBatch& b) {
+  undo_stacks_.clear();
+  undo_tasks_.clear();
   for (const v1::StackDef& def : b.stacks()) {
-    auto frames = std::make_shared<std::vector<uint64_t>>();
-    frames->reserve(def.frames_size());
+    auto stack = std::make_shared<StackDefinition>();
+    stack->frames.reserve(def.frames_size());
     for (const v1::Frame& f : def.frames()) {
-      if (f.ip() == 0) {
-        frames->push_back(symbols_->SyntheticAddress(f.symbol()));
-      } else {
-        symbols_->Register(f.ip(), f.symbol());  // an empty symbol is ignored
-        frames->push_back(f.ip());
-      }
+      // A name-only frame needs its address now; named addresses are registered on Commit.
+      stack->frames.push_back(f.ip() != 0 ? f.ip() : symbols_->SyntheticAddress(f.symbol()));
     }
-    stacks_[def.id()] = Entry<std::vector<uint64_t>>{std::move(frames), 0};
+    auto [it, inserted] = stacks_.try_emplace(def.id());
+    undo_stacks_.push_back({def.id(), inserted ? std::nullopt : std::optional(it->second)});
+    it->second = Entry<StackDefinition>{std::move(stack), 0};
   }
   for (const v1::TaskDef& def : b.tasks()) {
-    tasks_[def.id()] =
+    auto [it, inserted] = tasks_.try_emplace(def.id());
+    undo_tasks_.push_back({def.id(), inserted ? std::nullopt : std::optional(it->second)});
+    it->second =
         Entry<Task>{std::make_shared<const Task>(Task{def.pid(), def.tgid(), def.comm()}), 0};
   }
 }
 
-absl::Span<const uint64_t> IngestStream::Frames(uint32_t id, PreparedBatch* out) {
-  if (id == 0) return {};
-  Entry<std::vector<uint64_t>>& e = stacks_.find(id)->second;
-  if (e.pinned_by != batch_number_) {
-    out->keepalive.push_back(e.value);
-    e.pinned_by = batch_number_;
+void IngestStream::Commit(const v1::EventBatch& b) {
+  for (const v1::StackDef& def : b.stacks()) {
+    for (const v1::Frame& f : def.frames()) {
+      if (f.ip() != 0) symbols_->Register(f.ip(), f.symbol());  // an empty name is ignored
+    }
   }
-  return *e.value;
 }
 
-const IngestStream::Task& IngestStream::TaskOf(uint32_t id, PreparedBatch* out) {
-  static const Task kNoTask;
-  if (id == 0) return kNoTask;
-  Entry<Task>& e = tasks_.find(id)->second;
+void IngestStream::Undo() {
+  for (auto it = undo_stacks_.rbegin(); it != undo_stacks_.rend(); ++it) {
+    if (it->second.has_value()) {
+      stacks_[it->first] = *it->second;
+    } else {
+      stacks_.erase(it->first);
+    }
+  }
+  for (auto it = undo_tasks_.rbegin(); it != undo_tasks_.rend(); ++it) {
+    if (it->second.has_value()) {
+      tasks_[it->first] = *it->second;
+    } else {
+      tasks_.erase(it->first);
+    }
+  }
+}
+
+const StackDefinition* IngestStream::StackOf(uint32_t id, PreparedBatch* out) {
+  static const StackDefinition kNoStack;
+  if (id == 0) return &kNoStack;
+  auto it = stacks_.find(id);
+  if (it == stacks_.end()) return nullptr;
+  Entry<StackDefinition>& e = it->second;
   if (e.pinned_by != batch_number_) {
     out->keepalive.push_back(e.value);
     e.pinned_by = batch_number_;
   }
-  return *e.value;
+  return e.value.get();
+}
+
+const IngestStream::Task* IngestStream::TaskOf(uint32_t id, PreparedBatch* out) {
+  static const Task kNoTask;
+  if (id == 0) return &kNoTask;
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return nullptr;
+  Entry<Task>& e = it->second;
+  if (e.pinned_by != batch_number_) {
+    out->keepalive.push_back(e.value);
+    e.pinned_by = batch_number_;
+  }
+  return e.value.get();
 }
 
 absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) {
   ++batch_number_;
+  out->Clear();
   out->sequence = b.sequence();
-  out->events.clear();
-  out->prechecked.clear();
-  out->keepalive.clear();
   out->malformed = Validate(b);
   if (!out->malformed.ok()) return out->malformed;
   Define(b);
+  // An undefined id is found while translating; then the batch's definitions are taken back.
+  const auto undefined = [&](const char* what, int i, uint32_t id) {
+    Undo();
+    out->Clear();
+    out->malformed = Malformed(
+        absl::StrCat("event ", i, ": ", what, " id ", id, " is not defined in this stream"));
+    return out->malformed;
+  };
 
   const int n = b.kind_size();
   out->events.reserve(n);
+  out->hints.reserve(n);
   out->prechecked.resize(n);
   for (int i = 0; i < n; ++i) {
     const uint32_t flags = At(b.flags(), i);
-    const Task& task = TaskOf(At(b.task_id(), i), out);
     const uint32_t stack_id = At(b.stack_id(), i);
-    const absl::Span<const uint64_t> frames = Frames(stack_id, out);
+    const StackDefinition* stack = StackOf(stack_id, out);
+    if (stack == nullptr) return undefined("stack", i, stack_id);
+    const uint32_t task_id = At(b.task_id(), i);
+    const Task* task_def = TaskOf(task_id, out);
+    if (task_def == nullptr) return undefined("task", i, task_id);
+    const Task& task = *task_def;
+    const absl::Span<const uint64_t> frames = stack->frames;
+    out->hints.push_back(stack_id != 0 ? &stack->handle_hint : nullptr);
     absl::Status& check = out->prechecked[i];
     if ((flags & ~kKnownFlags) != 0) {
       check = absl::InvalidArgumentError(
@@ -197,6 +228,7 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
       }
     }
   }
+  Commit(b);
   return absl::OkStatus();
 }
 
@@ -286,15 +318,16 @@ void IngestWriter::Run() {
 void IngestWriter::Process(Job& job) {
   std::vector<EventResult> results;
   if (job.batch.malformed.ok()) {
-    machine_->ApplyBatch(job.batch.events, job.batch.prechecked, &results);
+    machine_->ApplyBatch(absl::MakeSpan(job.batch.events), job.batch.prechecked, job.batch.hints,
+                         &results);
     uint64_t invalid = 0;
     for (const absl::Status& s : job.batch.prechecked) invalid += s.ok() ? 0 : 1;
     if (invalid > 0) counters_->events_invalid.fetch_add(invalid, std::memory_order_relaxed);
   }
   v1::BatchResult result;
   FillBatchResult(job.batch, results, &result);
-  job.batch = PreparedBatch();  // the definitions may go before the answer is written
-  job.done(std::move(result));
+  job.batch.Clear();  // the definitions may go before the answer is written
+  job.done(std::move(result), std::move(job.batch));
 }
 
 }  // namespace pageowner::server

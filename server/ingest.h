@@ -9,8 +9,10 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -33,6 +35,13 @@ struct IngestCounters {
   std::atomic<uint64_t> events_invalid{0};  // events refused before reaching the machine
 };
 
+// A stack definition of a stream: its frames, and the handle the machine last stored for them
+// (a cache the machine checks before use, so a stale value only costs the normal lookup).
+struct StackDefinition {
+  std::vector<uint64_t> frames;
+  mutable std::atomic<uint32_t> handle_hint{0};
+};
+
 // One batch, validated and translated, waiting for the writer.
 struct PreparedBatch {
   uint64_t sequence = 0;
@@ -42,14 +51,26 @@ struct PreparedBatch {
   // One a event: not OK when the event is invalid on its own (e.g. a migrate without a reason);
   // it then fails alone with this status and never reaches the machine.
   std::vector<absl::Status> prechecked;
+  // One a event: the handle cache of the event's stack, null when it has none.
+  std::vector<std::atomic<uint32_t>*> hints;
   // The definitions the events' frames and comms point into, kept alive until the batch is
   // applied even if a later batch of the stream redefines their ids.
   std::vector<std::shared_ptr<const void>> keepalive;
+
+  // Empties the batch but keeps its buffers' capacity.
+  void Clear() {
+    malformed = absl::OkStatus();
+    events.clear();
+    prechecked.clear();
+    hints.clear();
+    keepalive.clear();
+  }
 };
 
 // The definitions of one stream and the translation of its batches.
 //
-// A batch is malformed, and then changes nothing (not even the stream's definitions), when it
+// A batch is malformed, and then changes nothing (not the stream's definitions, not the names
+// of addresses; a name-only frame may keep the synthetic address it was given), when it
 // has more events than max_batch_events, a column that is neither empty nor one value a event,
 // an event kind that is not ALLOC, FREE or MIGRATE, a stack or task definition with id 0, a frame
 // with neither ip nor symbol, or an event that names a stack or task id that neither this batch
@@ -83,17 +104,26 @@ class IngestStream {
     uint64_t pinned_by = 0;
   };
 
+  // The checks that need no definition: sizes, columns, kinds, the definitions themselves.
   absl::Status Validate(const v1::EventBatch& batch) const;
+  // Adds the batch's definitions, logging what they replace so that Undo can take them back.
   void Define(const v1::EventBatch& batch);
-  // The frames of a defined stack id (0: none), pinned in `out`.
-  absl::Span<const uint64_t> Frames(uint32_t id, PreparedBatch* out);
-  const Task& TaskOf(uint32_t id, PreparedBatch* out);
+  void Undo();
+  // Names the batch's frames in the symbol table, once the batch is known to be well formed.
+  void Commit(const v1::EventBatch& batch);
+  // Stack `id` (no frames for 0), pinned in `out`; null when `id` is not defined.
+  const StackDefinition* StackOf(uint32_t id, PreparedBatch* out);
+  // The task `id` (pid 0, tgid 0, "" for 0), pinned in `out`; null when not defined.
+  const Task* TaskOf(uint32_t id, PreparedBatch* out);
 
   SymbolTable* const symbols_;
   const uint32_t max_batch_events_;
   uint64_t batch_number_ = 0;
-  absl::flat_hash_map<uint32_t, Entry<std::vector<uint64_t>>> stacks_;
+  absl::flat_hash_map<uint32_t, Entry<StackDefinition>> stacks_;
   absl::flat_hash_map<uint32_t, Entry<Task>> tasks_;
+  // What the current batch's definitions replaced (nullopt: the id was new).
+  std::vector<std::pair<uint32_t, std::optional<Entry<StackDefinition>>>> undo_stacks_;
+  std::vector<std::pair<uint32_t, std::optional<Entry<Task>>>> undo_tasks_;
 };
 
 // Fills *out with the answer to `batch`: the malformed status, or one code, pfn and handle a
@@ -108,7 +138,9 @@ void FillBatchResult(const PreparedBatch& batch, absl::Span<const EventResult> r
 // must not block (it queues a gRPC write).
 class IngestWriter {
  public:
-  using Done = std::function<void(v1::BatchResult)>;
+  // Gets the answer, and the batch back (events cleared, definitions released) so that its
+  // buffers can be reused for a later batch.
+  using Done = std::function<void(v1::BatchResult, PreparedBatch)>;
 
   IngestWriter(SharedMachine* machine, IngestCounters* counters);
   // Stop()s.

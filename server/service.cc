@@ -113,6 +113,7 @@ class PageOwnerService::IngestReactor final
       if (finish) Finish(final_status_);
       return;
     }
+    PreparedBatch batch;
     {
       absl::MutexLock lock(&mu_);
       if (finished_) {  // read in a race with a drain that already ended the call: not answered
@@ -120,15 +121,19 @@ class PageOwnerService::IngestReactor final
         return;
       }
       ++in_flight_;
+      if (!spare_.empty()) {
+        batch = std::move(spare_.back());
+        spare_.pop_back();
+      }
     }
-    PreparedBatch batch;
     const absl::Status prepared = stream_.Prepare(request_, &batch);
     service_->counters_.batches.fetch_add(1, std::memory_order_relaxed);
-    if (!prepared.ok())
+    if (!prepared.ok()) {
       service_->counters_.batches_rejected.fetch_add(1, std::memory_order_relaxed);
+    }
     Ref();
-    service_->writer_.Submit(std::move(batch), [this](v1::BatchResult result) {
-      OnAnswered(std::move(result));
+    service_->writer_.Submit(std::move(batch), [this](v1::BatchResult result, PreparedBatch used) {
+      OnAnswered(std::move(result), std::move(used));
       Unref();
     });
     bool read_more;
@@ -186,11 +191,12 @@ class PageOwnerService::IngestReactor final
   ~IngestReactor() override = default;
 
   // Runs on the writer thread.
-  void OnAnswered(v1::BatchResult result) {
+  void OnAnswered(v1::BatchResult result, PreparedBatch used) {
     const v1::BatchResult* write = nullptr;
     bool finish = false;
     {
       absl::MutexLock lock(&mu_);
+      if (spare_.size() < kSpareBatches) spare_.push_back(std::move(used));
       if (write_failed_) {
         --in_flight_;
         finish = ShouldFinishLocked();
@@ -247,6 +253,9 @@ class PageOwnerService::IngestReactor final
   // Answers to write, in order; the front one is being written while writing_. A deque keeps
   // the front's address stable while answers are appended.
   std::deque<v1::BatchResult> queue_ ABSL_GUARDED_BY(mu_);
+  // Answered batches whose buffers the next reads reuse.
+  static constexpr size_t kSpareBatches = 2;
+  std::vector<PreparedBatch> spare_ ABSL_GUARDED_BY(mu_);
   grpc::Status final_status_;  // set once, under mu_, before Finish
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <variant>
 
 namespace pageowner::server {
 
@@ -10,18 +11,32 @@ namespace pageowner::server {
 SharedMachine::SharedMachine(const MachineOptions& options)
     : machine_(options), symbols_(&machine_.symbols()), total_pages_(machine_.total_pages()) {}
 
-void SharedMachine::ApplyBatch(absl::Span<const Event> events,
-                               absl::Span<const absl::Status> prechecked,
+void SharedMachine::ApplyBatch(absl::Span<Event> events, absl::Span<const absl::Status> prechecked,
+                               absl::Span<std::atomic<uint32_t>* const> hints,
                                std::vector<EventResult>* results) {
   assert(events.size() == prechecked.size());
+  assert(hints.empty() || hints.size() == events.size());
   const size_t n = events.size();
   results->resize(n);
   for (size_t i = 0; i < n;) {
     const size_t end = std::min(n, i + kEventsPerHold);
     absl::WriterMutexLock lock(&mu_);
     for (; i < end; ++i) {
-      (*results)[i] = prechecked[i].ok() ? machine_.Apply(events[i])
-                                         : EventResult{prechecked[i], Pfn(), StackHandle()};
+      if (!prechecked[i].ok()) {
+        (*results)[i] = EventResult{prechecked[i], Pfn(), StackHandle()};
+        continue;
+      }
+      std::atomic<uint32_t>* hint = hints.empty() ? nullptr : hints[i];
+      if (hint != nullptr) {
+        const StackHandle h(hint->load(std::memory_order_relaxed));
+        std::visit([h](auto& e) { e.stack_hint = h; }, events[i]);
+      }
+      const EventResult& r = (*results)[i] = machine_.Apply(events[i]);
+      // A migration answers with the owner's handle, not its own stack's.
+      if (hint != nullptr && r.status.ok() && r.handle.valid() &&
+          !std::holds_alternative<MigrateEvent>(events[i])) {
+        hint->store(r.handle.raw(), std::memory_order_relaxed);
+      }
     }
   }
 }

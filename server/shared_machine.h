@@ -3,7 +3,9 @@
 #ifndef PAGEOWNER_SERVER_SHARED_MACHINE_H_
 #define PAGEOWNER_SERVER_SHARED_MACHINE_H_
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -42,9 +44,13 @@ class SharedMachine {
 
   // Applies events[i] for each i whose prechecked[i] is OK, in order, and stores its result in
   // (*results)[i]; an event whose precheck failed is not applied and its result carries that
-  // status. REQUIRES: events.size() == prechecked.size().
-  void ApplyBatch(absl::Span<const Event> events, absl::Span<const absl::Status> prechecked,
-                  std::vector<EventResult>* results) ABSL_LOCKS_EXCLUDED(mu_);
+  // status. hints[i], when not null, caches the handle of event i's stack: it becomes the
+  // event's stack_hint just before the event is applied (so later events of the same batch
+  // profit too), and an alloc or free stores the handle it got back into it.
+  // REQUIRES: events, prechecked and hints (when not empty) have the same size.
+  void ApplyBatch(absl::Span<Event> events, absl::Span<const absl::Status> prechecked,
+                  absl::Span<std::atomic<uint32_t>* const> hints, std::vector<EventResult>* results)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Runs fn(const Machine&) under the reader lock and returns what it returns.
   template <typename Fn>

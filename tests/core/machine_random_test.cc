@@ -122,14 +122,20 @@ class RandomRun {
     static constexpr uint32_t kMasks[] = {0xcc0, 0x140cca, 0x52cd0, 0xd2cc0, 0x820};
     b.gfp = kMasks[Uniform(0, 4)];
     // Skewed popularity: low stack indices are far more common.
-    const int s = std::min(kStacks - 1, static_cast<int>(std::exponential_distribution<>(0.02)(rng_)));
+    const int s =
+        std::min(kStacks - 1, static_cast<int>(std::exponential_distribution<>(0.02)(rng_)));
     b.frames = stacks_[s];
     b.pid = Uniform(1, 50);
     b.tgid = b.pid;
     b.comm = absl::StrCat("task-", b.pid);
     b.ts = ++ts_;
-    ::pageowner::AllocEvent e{.order = Order(b.order), .gfp_mask = b.gfp, .frames = b.frames,
-                              .pid = b.pid, .tgid = b.tgid, .comm = b.comm, .ts_ns = b.ts};
+    ::pageowner::AllocEvent e{.order = Order(b.order),
+                              .gfp_mask = b.gfp,
+                              .frames = b.frames,
+                              .pid = b.pid,
+                              .tgid = b.tgid,
+                              .comm = b.comm,
+                              .ts_ns = b.ts};
     std::optional<uint64_t> at;
     if (Uniform(0, 3) == 0) {
       at = static_cast<uint64_t>(Uniform(0, kPages - 1)) & ~((uint64_t{1} << b.order) - 1);
@@ -158,9 +164,12 @@ class RandomRun {
     const auto& f = stacks_[Uniform(0, 9)];
     const int32_t pid = Uniform(1, 50);
     const uint64_t ts = ++ts_;
-    absl::StatusOr<EventResult> r =
-        m_.Free({.pfn = Pfn(head), .order = Order(b.order), .frames = f, .pid = pid,
-                 .tgid = pid + 1, .ts_ns = ts});
+    absl::StatusOr<EventResult> r = m_.Free({.pfn = Pfn(head),
+                                             .order = Order(b.order),
+                                             .frames = f,
+                                             .pid = pid,
+                                             .tgid = pid + 1,
+                                             .ts_ns = ts});
     ASSERT_TRUE(r.ok()) << r.status() << " step " << step_;
     Remove(head);
     SyncPools();

@@ -67,9 +67,10 @@ TEST(MachineTest, StartRegistersSpecialStacksAndMarksTheDepotPoolEarly) {
   EXPECT_TRUE(m.early_handle().valid());
   EXPECT_NE(m.dummy_handle(), m.failure_handle());
   EXPECT_NE(m.failure_handle(), m.early_handle());
-  EXPECT_EQ(m.FormatStack(m.early_handle()),
-            (std::vector<std::string>{"register_early_stack+0x4b/0x80", "init_page_owner+0x34/0x290",
-                                      "mm_core_init+0x9b/0x110", "start_kernel+0x2a5/0x810"}));
+  EXPECT_EQ(
+      m.FormatStack(m.early_handle()),
+      (std::vector<std::string>{"register_early_stack+0x4b/0x80", "init_page_owner+0x34/0x290",
+                                "mm_core_init+0x9b/0x110", "start_kernel+0x2a5/0x810"}));
   // The depot's first pool (order 2) was taken before page_owner was on: four early pages.
   EXPECT_EQ(m.allocator().allocated_pages().raw(), 4u);
   EXPECT_EQ(m.tracked_pages().raw(), 4u);
@@ -118,11 +119,15 @@ TEST(MachineTest, AllocRecordsEveryField) {
 TEST(MachineTest, FreedPageKeepsLastOwnerAndGainsFreeInfo) {
   Machine m(Small());
   const auto a = Stack(1), f = Stack(2);
-  const EventResult r = *m.Alloc(
-      {.order = Order(1), .gfp_mask = 0xcc0, .frames = a, .pid = 7, .tgid = 7, .comm = "x",
-       .ts_ns = 10});
-  const EventResult fr = *m.Free(
-      {.pfn = r.pfn, .order = Order(1), .frames = f, .pid = 9, .tgid = 8, .ts_ns = 20});
+  const EventResult r = *m.Alloc({.order = Order(1),
+                                  .gfp_mask = 0xcc0,
+                                  .frames = a,
+                                  .pid = 7,
+                                  .tgid = 7,
+                                  .comm = "x",
+                                  .ts_ns = 10});
+  const EventResult fr =
+      *m.Free({.pfn = r.pfn, .order = Order(1), .frames = f, .pid = 9, .tgid = 8, .ts_ns = 20});
   EXPECT_EQ(fr.handle, m.depot().Find(f));
   for (uint64_t i = 0; i < 2; ++i) {
     const PageOwner p = *m.PageRecord(r.pfn + PageCount(i));
@@ -200,9 +205,9 @@ TEST(MachineTest, MigrationCopiesTheOwnerAndRecordsTheReason) {
   const auto a = Stack(1), f1 = Stack(2), mig = Stack(3);
   // Give the source block an earlier free record so that the copy of free pid/tgid shows.
   const EventResult first = *m.Alloc({.order = Order(1), .frames = a, .pfn = Pfn(512)});
-  ASSERT_TRUE(m.Free({.pfn = first.pfn, .order = Order(1), .frames = f1, .pid = 3, .tgid = 4,
-                      .ts_ns = 50})
-                  .ok());
+  ASSERT_TRUE(
+      m.Free({.pfn = first.pfn, .order = Order(1), .frames = f1, .pid = 3, .tgid = 4, .ts_ns = 50})
+          .ok());
   const EventResult r = *m.Alloc({.order = Order(1),
                                   .gfp_mask = 0x140cca,
                                   .frames = a,
@@ -299,8 +304,13 @@ TEST(MachineTest, DepotPoolAllocationIsRecursionAndGetsTheDummyHandle) {
   std::vector<EventResult> results;
   while (m.depot().stats().pools < 2) {
     const auto s = Stack(seed++, 16);
-    results.push_back(*m.Alloc({.order = Order(0), .gfp_mask = 0xcc0, .frames = s, .pid = 5,
-                                .tgid = 5, .comm = "worker", .ts_ns = seed}));
+    results.push_back(*m.Alloc({.order = Order(0),
+                                .gfp_mask = 0xcc0,
+                                .frames = s,
+                                .pid = 5,
+                                .tgid = 5,
+                                .comm = "worker",
+                                .ts_ns = seed}));
   }
   EXPECT_EQ(m.counters().dummy_handle_uses, 1u);
   EXPECT_EQ(m.counters().failure_handle_uses, 0u);

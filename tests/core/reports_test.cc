@@ -24,7 +24,8 @@ std::vector<uint64_t> FramesOf(const std::string& text, SymbolTable& symbols) {
   std::vector<uint64_t> frames;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
-    if (line.size() > 1 && line[0] == ' ') frames.push_back(symbols.SyntheticAddress(line.substr(1)));
+    if (line.size() > 1 && line[0] == ' ')
+      frames.push_back(symbols.SyntheticAddress(line.substr(1)));
   }
   return frames;
 }
@@ -121,30 +122,32 @@ TEST_F(ReportsMachineTest, DumpTodayAndTwentySixteen) {
   ASSERT_TRUE(
       m_.Migrate({.pfn = Pfn(0x1008), .reason = MigrateReason::kCompaction, .target = Pfn(0x1010)})
           .ok());
-  EXPECT_EQ(PageOwnerText(m_, DumpFormat::kToday, Pfn(0x1000)),
-            "Page allocated via order 0, mask "
-            "0xd2cc0(GFP_KERNEL|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_NOMEMALLOC), pid 1234, "
-            "tgid 1230 (kworker/0:1), ts 5000000000 ns\n"
-            "PFN 0x1000 type Unmovable Block 8 type Movable Flags 0x100000000000000(node=0|zone=1)\n"
-            " get_page_from_freelist+0x121a/0x13b0\n"
-            " __alloc_pages_noprof+0x198/0x1060\n"
-            " 0xffffffffc0012345\n"
-            "\n"
-            "Page allocated via order 3, mask 0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO|__GFP_COMP), "
-            "pid 77, tgid 77 (dd), ts 6000000000 ns\n"
-            "PFN 0x1010 type Movable Block 8 type Movable Flags "
-            "0x100000000000040(head|node=0|zone=1)\n"
-            " get_page_from_freelist+0x121a/0x13b0\n"
-            " shmem_alloc_folio+0x9c/0xb0\n"
-            "Page has been migrated, last migrate reason: compaction\n"
-            "\n");
-  EXPECT_EQ(PageOwnerText(m_, DumpFormat::k2016, Pfn(0x1001)),
-            "Page allocated via order 3, mask 0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO|__GFP_COMP)\n"
-            "PFN 4112 type Movable Block 8 type Movable Flags 0x100000000000040(head)\n"
-            " [<ffffffff81234560>] get_page_from_freelist+0x121a/0x13b0\n"
-            " [<ffffffff81300000>] shmem_alloc_folio+0x9c/0xb0\n"
-            "Page has been migrated, last_migrate_reason: compaction\n"
-            "\n");
+  EXPECT_EQ(
+      PageOwnerText(m_, DumpFormat::kToday, Pfn(0x1000)),
+      "Page allocated via order 0, mask "
+      "0xd2cc0(GFP_KERNEL|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_NOMEMALLOC), pid 1234, "
+      "tgid 1230 (kworker/0:1), ts 5000000000 ns\n"
+      "PFN 0x1000 type Unmovable Block 8 type Movable Flags 0x100000000000000(node=0|zone=1)\n"
+      " get_page_from_freelist+0x121a/0x13b0\n"
+      " __alloc_pages_noprof+0x198/0x1060\n"
+      " 0xffffffffc0012345\n"
+      "\n"
+      "Page allocated via order 3, mask 0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO|__GFP_COMP), "
+      "pid 77, tgid 77 (dd), ts 6000000000 ns\n"
+      "PFN 0x1010 type Movable Block 8 type Movable Flags "
+      "0x100000000000040(head|node=0|zone=1)\n"
+      " get_page_from_freelist+0x121a/0x13b0\n"
+      " shmem_alloc_folio+0x9c/0xb0\n"
+      "Page has been migrated, last migrate reason: compaction\n"
+      "\n");
+  EXPECT_EQ(
+      PageOwnerText(m_, DumpFormat::k2016, Pfn(0x1001)),
+      "Page allocated via order 3, mask 0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO|__GFP_COMP)\n"
+      "PFN 4112 type Movable Block 8 type Movable Flags 0x100000000000040(head)\n"
+      " [<ffffffff81234560>] get_page_from_freelist+0x121a/0x13b0\n"
+      " [<ffffffff81300000>] shmem_alloc_folio+0x9c/0xb0\n"
+      "Page has been migrated, last_migrate_reason: compaction\n"
+      "\n");
   // The file resumes at any pfn: from the second block on, only it prints.
   EXPECT_EQ(PageOwnerText(m_, DumpFormat::kToday, Pfn(0x1011)), "");
 }
@@ -167,13 +170,17 @@ TEST_F(ReportsMachineTest, DumpPageOwnerForAllocatedFreedAndNeverSetPages) {
             " __alloc_pages_noprof+0x198/0x1060\n"
             " 0xffffffffc0012345\n"
             "page_owner free stack trace missing\n");
-  ASSERT_TRUE(m_.Free({.pfn = Pfn(0x1100), .order = Order(1), .frames = f_, .pid = 11, .tgid = 12,
+  ASSERT_TRUE(m_.Free({.pfn = Pfn(0x1100),
+                       .order = Order(1),
+                       .frames = f_,
+                       .pid = 11,
+                       .tgid = 12,
                        .ts_ns = 99})
                   .ok());
   ASSERT_TRUE(m_.Alloc({.order = Order(0), .frames = b_, .pfn = Pfn(0x1102)}).ok());
-  ASSERT_TRUE(m_.Migrate({.pfn = Pfn(0x1102), .reason = MigrateReason::kLongtermPin,
-                          .target = Pfn(0x1100)})
-                  .ok());
+  ASSERT_TRUE(
+      m_.Migrate({.pfn = Pfn(0x1102), .reason = MigrateReason::kLongtermPin, .target = Pfn(0x1100)})
+          .ok());
   EXPECT_EQ(*DumpPageOwner(m_, Pfn(0x1101)),
             "page_owner tracks the page as freed\n"
             "page last allocated via order 1, migratetype Unmovable, gfp_mask 0xcc0(GFP_KERNEL), "
@@ -221,8 +228,8 @@ TEST_F(ReportsMachineTest, ShowStacksThresholdAndHandleViews) {
             "nr_base_pages: 4\n"
             "\n");
   EXPECT_EQ(ShowStacksText(m_, 2, StacksView::kHandles),
-            "handle: " + std::to_string(ha) + "\nnr_base_pages: 4\n\nhandle: " +
-                std::to_string(he) + "\nnr_base_pages: 4\n\n");
+            "handle: " + std::to_string(ha) +
+                "\nnr_base_pages: 4\n\nhandle: " + std::to_string(he) + "\nnr_base_pages: 4\n\n");
   EXPECT_EQ(ShowStacksText(m_, 5, StacksView::kHandles), "");
   const std::string first_entry =
       " get_page_from_freelist+0x121a/0x13b0\n shmem_alloc_folio+0x9c/0xb0\nhandle: " +
@@ -231,11 +238,68 @@ TEST_F(ReportsMachineTest, ShowStacksThresholdAndHandleViews) {
             first_entry);
 }
 
+TEST_F(ReportsMachineTest, ImportedBlocksPrintWhatTheirKernelPrinted) {
+  PrintedExtras extras;
+  extras.page_flags = 0x100000000000240;                            // workingset|head
+  extras.gfp_names = "GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO";  // 6.12's order of names
+  extras.slab_cache = true;
+  extras.memcg = "Charged (via objcg) to offline memcg cache";
+  ASSERT_TRUE(m_.Import({.pfn = Pfn(0x1060),
+                         .order = Order(2),
+                         .gfp_mask = 0x140dca,
+                         .frames = b_,
+                         .pid = 5,
+                         .tgid = 6,
+                         .comm = "sh",
+                         .ts_ns = 77,
+                         .free_ts_ns = 55,
+                         .last_migrate_reason = MigrateReason::kCompaction,
+                         .pageblock_migratetype = MigrateType::kUnmovable,
+                         .extras = &extras})
+                  .ok());
+  const std::string frames_and_trailers =
+      " get_page_from_freelist+0x121a/0x13b0\n"
+      " shmem_alloc_folio+0x9c/0xb0\n"
+      "Page has been migrated, last migrate reason: compaction\n"
+      "Slab cache page\n"
+      "Charged (via objcg) to offline memcg cache\n"
+      "\n";
+  EXPECT_EQ(
+      PageOwnerText(m_, DumpFormat::kToday, Pfn(0x1000)),
+      "Page allocated via order 2, mask 0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), "
+      "pid 5, tgid 6 (sh), ts 77 ns\n"
+      "PFN 0x1060 type Movable Block 8 type Unmovable Flags "
+      "0x100000000000240(workingset|head|node=0|zone=1)\n" +
+          frames_and_trailers);
+  EXPECT_EQ(
+      PageOwnerText(m_, DumpFormat::kFreeTs, Pfn(0x1000)),
+      "Page allocated via order 2, mask 0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), "
+      "pid 5, tgid 6 (sh), ts 77 ns, free_ts 55 ns\n"
+      "PFN 4192 type Movable Block 8 type Unmovable Flags "
+      "0x100000000000240(workingset|head|node=0|zone=1)\n" +
+          frames_and_trailers);
+  // The extras go with the block when it migrates, and away when it is freed.
+  const EventResult moved = *m_.Migrate({.pfn = Pfn(0x1060), .target = Pfn(0x1100)});
+  EXPECT_EQ(m_.BlockOwner(moved.pfn)->page_flags, 0x100000000000240u);
+  ASSERT_TRUE(m_.Free({.pfn = moved.pfn, .order = Order(2)}).ok());
+  EXPECT_EQ(m_.PageRecord(moved.pfn)->extras, nullptr);
+  // A pageblock type the allocator does not simulate is refused.
+  EXPECT_EQ(m_.Import({.pfn = Pfn(0x1200),
+                       .order = Order(0),
+                       .frames = b_,
+                       .pageblock_migratetype = MigrateType::kCma})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ReportsMachineTest, MixedBlocksFollowTheKernelsRule) {
   // Pageblocks start Movable. An Unmovable page placed in pageblock 8 mixes it; Movable pages
   // in pageblock 9 do not.
-  ASSERT_TRUE(m_.Alloc({.order = Order(0), .gfp_mask = 0xcc0, .frames = a_, .pfn = Pfn(0x1001)}).ok());
-  ASSERT_TRUE(m_.Alloc({.order = Order(0), .gfp_mask = 0x140cca, .frames = a_, .pfn = Pfn(0x1200)}).ok());
+  ASSERT_TRUE(
+      m_.Alloc({.order = Order(0), .gfp_mask = 0xcc0, .frames = a_, .pfn = Pfn(0x1001)}).ok());
+  ASSERT_TRUE(
+      m_.Alloc({.order = Order(0), .gfp_mask = 0x140cca, .frames = a_, .pfn = Pfn(0x1200)}).ok());
   const std::vector<ZoneMixedBlocks> mixed = m_.MixedBlocks();
   ASSERT_EQ(mixed.size(), 2u);
   EXPECT_EQ(mixed[0].zone, "DMA");

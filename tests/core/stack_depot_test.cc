@@ -67,9 +67,9 @@ TEST(StackDepotTest, FetchReturnsFramesAndRejectsBadHandles) {
   const auto got = depot.Fetch(h);
   EXPECT_EQ(std::vector<uint64_t>(got.begin(), got.end()), a);
   EXPECT_TRUE(depot.Fetch(StackHandle()).empty());
-  EXPECT_TRUE(depot.Fetch(StackHandle(2)).empty());                  // pool 1 not in use
-  EXPECT_TRUE(depot.Fetch(StackHandle(1u | (1u << 17))).empty());    // inside a record
-  EXPECT_TRUE(depot.Fetch(StackHandle(1u | (1u << 27))).empty());    // extra bits set
+  EXPECT_TRUE(depot.Fetch(StackHandle(2)).empty());                // pool 1 not in use
+  EXPECT_TRUE(depot.Fetch(StackHandle(1u | (1u << 17))).empty());  // inside a record
+  EXPECT_TRUE(depot.Fetch(StackHandle(1u | (1u << 27))).empty());  // extra bits set
   EXPECT_FALSE(depot.Contains(StackHandle(0xffffffff)));
 }
 

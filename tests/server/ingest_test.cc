@@ -177,6 +177,36 @@ TEST_F(IngestStreamTest, DefinitionsLastAcrossBatchesAndSurviveRedefinition) {
   EXPECT_EQ(a.comm, "one");
 }
 
+TEST_F(IngestStreamTest, AnUndefinedIdTakesBackTheBatchsDefinitions) {
+  BatchBuilder first;
+  first.Stack(1, std::vector<uint64_t>{0x10}).Task(1, 1, 1, "old");
+  ASSERT_TRUE(stream_.Prepare(first.batch(), &out_).ok());
+  BatchBuilder bad;
+  bad.Stack(1, std::vector<uint64_t>{0x20, 0x30})
+      .Stack(2, std::vector<uint64_t>{0x40})
+      .Task(1, 2, 2, "new")
+      .Alloc(0, 1, 1)
+      .Alloc(0, 2, 1)
+      .Alloc(0, 5, 1);
+  const absl::Status s = stream_.Prepare(bad.batch(), &out_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("event 2: stack id 5 is not defined"), absl::string_view::npos) << s;
+  EXPECT_TRUE(out_.events.empty());
+  EXPECT_TRUE(out_.keepalive.empty());
+  EXPECT_EQ(stream_.stack_definitions(), 1u);
+  EXPECT_EQ(stream_.task_definitions(), 1u);
+  BatchBuilder after;
+  after.Alloc(0, 1, 1);
+  ASSERT_TRUE(stream_.Prepare(after.batch(), &out_).ok());
+  const auto& a = std::get<AllocEvent>(out_.events[0]);
+  ASSERT_EQ(a.frames.size(), 1u);
+  EXPECT_EQ(a.frames[0], 0x10u);
+  EXPECT_EQ(a.comm, "old");
+  BatchBuilder two;
+  two.Alloc(0, 2);
+  EXPECT_FALSE(stream_.Prepare(two.batch(), &out_).ok());
+}
+
 TEST(FillBatchResultTest, ColumnsAndMessages) {
   PreparedBatch batch;
   batch.sequence = 3;

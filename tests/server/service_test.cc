@@ -110,7 +110,8 @@ class World {
       const EventResult want = p.prechecked[i].ok()
                                    ? local_.Apply(p.events[i])
                                    : EventResult{p.prechecked[i], Pfn(), StackHandle()};
-      EXPECT_EQ(got.event_code(i), static_cast<int>(want.status.code())) << "event " << i;
+      EXPECT_EQ(got.event_code(i), static_cast<int>(want.status.code()))
+          << "event " << i << ": " << want.status;
       EXPECT_EQ(got.event_pfn(i), want.pfn.raw()) << "event " << i;
       EXPECT_EQ(got.event_handle(i), want.handle.raw()) << "event " << i;
       if (!want.status.ok()) {
@@ -1203,6 +1204,53 @@ TEST(PageOwnerServiceTest, DrainRefusesNewStreamsAndServesQueries) {
   EXPECT_EQ(stats.batches(), 1u);
   EXPECT_EQ(stats.streams_open(), 0u);
 
+  server->Shutdown();
+  service.StopWriter();
+}
+
+// A ListPages stream open when the drain begins ends after the chunk it is writing, with
+// UNAVAILABLE and the pfn to resume from (unless it had already sent everything).
+TEST(PageOwnerServiceTest, DrainEndsListPagesWithAResumePoint) {
+  SharedMachine machine(SmallOptions(kPages).machine);
+  PageOwnerService service(&machine, ServiceOptions{.max_batch_events = 1024});
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::PageOwner::NewStub(Channel(port));
+  std::vector<v1::EventBatch> batches;
+  for (int b = 0; b < 15; ++b) {
+    BatchBuilder batch(b);
+    if (b == 0) batch.Stack(1, Frames(1));
+    for (int i = 0; i < 1024; ++i) batch.Alloc(0, 1, 0, b * 1024 + i);
+    batches.push_back(batch.batch());
+  }
+  ASSERT_TRUE(Ingest(stub.get(), batches).status.ok());
+
+  grpc::ClientContext context;
+  auto reader = stub->ListPages(&context, v1::ListPagesRequest());
+  v1::ListPagesResponse chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  uint64_t records = chunk.pages_size();
+  uint64_t next = chunk.next_pfn();
+  service.BeginDrain();
+  while (reader->Read(&chunk)) {
+    records += chunk.pages_size();
+    next = chunk.next_pfn();
+  }
+  const grpc::Status status = reader->Finish();
+  if (status.ok()) {
+    EXPECT_EQ(next, kPages);  // it had already written every chunk
+  } else {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ(status.error_message(),
+              absl::StrCat("pageownerd is shutting down; resume from pfn ", next));
+    EXPECT_LT(next, kPages);
+  }
+  EXPECT_GE(records, 4096u);
+  EXPECT_TRUE(service.AwaitDrained(absl::Now() + absl::Seconds(5)));
   server->Shutdown();
   service.StopWriter();
 }
