@@ -178,6 +178,20 @@ void Machine::SetOwner(Pfn head, Order order, StackHandle handle, uint32_t actx,
   tracked_pages_ += n;
 }
 
+std::pair<StackHandle, std::optional<uint32_t>> Machine::SaveFree(absl::Span<const uint64_t> frames,
+                                                                  int32_t pid, int32_t tgid,
+                                                                  uint64_t ts_ns,
+                                                                  StackHandle hint) {
+  if (!tracking_) return {StackHandle(), std::nullopt};
+  StackHandle free_handle;
+  if (!frames.empty()) {
+    // __reset_page_owner saves with GFP_NOWAIT | __GFP_NOWARN.
+    free_handle =
+        SaveStack(SaveContext{frames, kGfpNowait | kGfpNowarn, pid, tgid, {}, ts_ns, hint});
+  }
+  return {free_handle, free_contexts_.Intern(FreeContext{free_handle.raw(), pid, tgid})};
+}
+
 void Machine::ResetOwner(Pfn head, Order order, std::optional<uint32_t> fctx, uint64_t ts_ns) {
   if (!extras_by_head_.empty()) extras_by_head_.erase(head.raw());
   const uint64_t n = order.pages().raw();
@@ -239,16 +253,7 @@ absl::StatusOr<EventResult> Machine::Free(const FreeEvent& e) {
   absl::Status s = buddy_.Free(e.pfn, e.order);
   if (!s.ok()) return s;
   ++counters_.frees;
-  StackHandle free_handle;
-  std::optional<uint32_t> fctx;
-  if (tracking_) {
-    if (!e.frames.empty()) {
-      const SaveContext ctx{e.frames,    kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns,
-                            e.stack_hint};
-      free_handle = SaveStack(ctx);
-    }
-    fctx = free_contexts_.Intern(FreeContext{free_handle.raw(), e.pid, e.tgid});
-  }
+  const auto [free_handle, fctx] = SaveFree(e.frames, e.pid, e.tgid, e.ts_ns, e.stack_hint);
   ResetOwner(e.pfn, e.order, fctx, e.ts_ns);
   return EventResult{absl::OkStatus(), e.pfn, free_handle};
 }
@@ -306,16 +311,7 @@ absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
   }
   // The source is freed by the migrating task; its pages leave the stacks they held and the
   // target's pages join them, which leaves every stack's count as it was.
-  StackHandle free_handle;
-  std::optional<uint32_t> fctx;
-  if (tracking_) {
-    if (!e.frames.empty()) {
-      const SaveContext ctx{e.frames,    kGfpNowait | kGfpNowarn, e.pid, e.tgid, {}, e.ts_ns,
-                            e.stack_hint};
-      free_handle = SaveStack(ctx);
-    }
-    fctx = free_contexts_.Intern(FreeContext{free_handle.raw(), e.pid, e.tgid});
-  }
+  const auto [free_handle, fctx] = SaveFree(e.frames, e.pid, e.tgid, e.ts_ns, e.stack_hint);
   for (uint64_t i = 0; i < n; ++i) {
     if (dst[i].actx & kAllocatedBit) {
       depot_.AddPages(StackHandle(dst[i].handle), 1);

@@ -335,6 +335,11 @@ class Machine {
   StackHandle SaveStack(const SaveContext& ctx);
   bool AllocateDepotPool();
   void SetOwner(Pfn head, Order order, StackHandle handle, uint32_t actx, uint64_t ts_ns);
+  // With tracking on: saves the free stack (if any) and interns the free context; returns the
+  // free handle and the context for ResetOwner. With tracking off: nothing to record.
+  std::pair<StackHandle, std::optional<uint32_t>> SaveFree(absl::Span<const uint64_t> frames,
+                                                           int32_t pid, int32_t tgid,
+                                                           uint64_t ts_ns, StackHandle hint);
   // Clears the allocated flag of the block's pages and takes their pages off their stacks;
   // with `free_ctx` (tracking on) also records the free.
   void ResetOwner(Pfn head, Order order, std::optional<uint32_t> fctx, uint64_t ts_ns);
