@@ -30,8 +30,16 @@ absl::StatusOr<Response> Unary(absl::Duration timeout, const Request& request, M
 }  // namespace
 
 Client::Client(std::string_view target, ClientOptions options)
-    : Client(grpc::CreateChannel(std::string(target), grpc::InsecureChannelCredentials()),
-             options) {}
+    : Client(
+          [&] {
+            // SortPages answers with a whole report: a dump-sized text (-a merges almost
+            // nothing), well over gRPC's default 4 MiB.
+            grpc::ChannelArguments args;
+            args.SetMaxReceiveMessageSize(-1);
+            return grpc::CreateCustomChannel(std::string(target),
+                                             grpc::InsecureChannelCredentials(), args);
+          }(),
+          options) {}
 
 Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : channel_(std::move(channel)), stub_(v1::PageOwner::NewStub(channel_)), options_(options) {}
@@ -64,6 +72,12 @@ absl::StatusOr<v1::Stats> Client::GetStats() {
   return Unary<v1::GetStatsRequest, v1::Stats>(
       options_.timeout, v1::GetStatsRequest(),
       [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->GetStats(c, q, r); });
+}
+
+absl::StatusOr<v1::SortResponse> Client::SortPages(const v1::SortRequest& request) {
+  return Unary<v1::SortRequest, v1::SortResponse>(
+      options_.timeout, request,
+      [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->SortPages(c, q, r); });
 }
 
 absl::StatusOr<v1::SetTrackingResponse> Client::SetTracking(bool on, uint64_t ts_ns) {
@@ -126,6 +140,20 @@ PageOwner ToPageOwner(const v1::PageRecord& r) {
   p.allocated = r.allocated();
   p.pageblock_migratetype = static_cast<MigrateType>(r.pageblock_migratetype());
   p.page_flags = r.page_flags();
+  return p;
+}
+
+PageOwner ToPageOwner(const v1::PageRecord& r, PrintedExtras* storage) {
+  PageOwner p = ToPageOwner(r);
+  if (r.has_printed()) {
+    const v1::PrintedExtras& x = r.printed();
+    storage->page_flags = x.page_flags();
+    storage->flags_text = x.flags_text();
+    storage->gfp_names = x.gfp_names();
+    storage->slab_cache = x.slab_cache();
+    storage->memcg = x.memcg();
+    p.extras = storage;
+  }
   return p;
 }
 

@@ -44,6 +44,8 @@ class Client {
   absl::StatusOr<v1::Stack> GetStack(StackHandle handle);
   absl::StatusOr<v1::ListStacksResponse> ListStacks(const v1::ListStacksRequest& request);
   absl::StatusOr<v1::Stats> GetStats();
+  // page_owner_sort in the daemon. Errors: kInvalidArgument for arguments the tool refuses.
+  absl::StatusOr<v1::SortResponse> SortPages(const v1::SortRequest& request);
   // `ts_ns` 0: the daemon's clock stamps the early pages.
   absl::StatusOr<v1::SetTrackingResponse> SetTracking(bool on, uint64_t ts_ns = 0);
 
@@ -66,6 +68,9 @@ class Client {
 // The daemon's record as core's plain struct, so that AppendPageOwnerBlock and DumpPageOwnerText
 // print it exactly as the daemon would.
 PageOwner ToPageOwner(const v1::PageRecord& record);
+// The same with the record's printed extras (imported blocks), kept in *storage, which must
+// outlive the returned PageOwner's use.
+PageOwner ToPageOwner(const v1::PageRecord& record, PrintedExtras* storage);
 
 // The wire's migrate reason (the kernel's enum shifted by one) and back.
 MigrateReason FromWireReason(int reason);

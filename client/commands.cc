@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/real_kernels.h"
 #include "client/status.h"
 #include "core/kernel_flags.h"
 #include "core/reports.h"
@@ -76,11 +77,26 @@ const std::vector<CommandSpec>& Commands() {
        0,
        {{"threshold", true}, {"top", true}, {"sort", true}, {"handles", false}}},
       {"dump",
-       "dump",
-       "/sys/kernel/debug/page_owner: the block of every allocated block, in pfn order",
+       "dump [--format today|v6.2|2016]",
+       "/sys/kernel/debug/page_owner: the block of every allocated block, in pfn order;\n"
+       "--format v6.2 prints the 5.11..6.2 text (6.1's), 2016 the seed's",
        0,
        0,
-       {}},
+       {{"format", true}}},
+      {"import",
+       "import FILE [--force] [--batch N]",
+       "streams a real /sys/kernel/debug/page_owner dump (- for stdin; .gz, .xz) into the\n"
+       "daemon, each block at its pfn; refuses a dump beyond the daemon's memory unless --force",
+       1,
+       1,
+       {{"force", false}, {"batch", true}}},
+      {"sort",
+       "sort [--format today|v6.2|2016] [page_owner_sort options]",
+       "page_owner_sort's report (-a -m -n -p -P -s -t --pid --tgid --name --cull --sort),\n"
+       "computed in the daemon over its allocated blocks",
+       0,
+       SIZE_MAX,
+       {{"format", true}}},
       {"stats",
        "stats [--json]",
        "allocator, depot and ingest counters (name: value), stackdepot/stats, mixed blocks",
@@ -88,12 +104,13 @@ const std::vector<CommandSpec>& Commands() {
        0,
        {{"json", false}}},
       {"replay",
-       "replay FILE [--batch N]",
+       "replay FILE [--batch N] [--format jsonl|ftrace]",
        "sends the events of a JSON-lines file (- for stdin; format: client/REPLAY_FORMAT.md);\n"
-       "bad lines are reported and skipped; prints the results by code",
+       "bad lines are reported and skipped; prints the results by code. --format ftrace reads\n"
+       "a kmem:mm_page_alloc/mm_page_free text trace (.gz, .xz too)",
        1,
        1,
-       {{"batch", true}}},
+       {{"batch", true}, {"format", true}}},
       {"load",
        "load --events N [--stacks S] [--fill F] [--seed X] [--batch N]",
        "a synthetic workload: N events over S distinct 16-frame stacks (default 10000), memory\n"
@@ -352,7 +369,8 @@ std::string JsonErrorText(const char* what) {
 // Renders a page the way dump renders it when dump would print it, else dump_page_owner's lines.
 std::string RenderPage(const v1::GetPageResponse& resp, const v1::Stack& alloc_stack) {
   SymbolTable symbols;
-  const PageOwner p = client::ToPageOwner(resp.page());
+  PrintedExtras extras;
+  const PageOwner p = client::ToPageOwner(resp.page(), &extras);
   const client::ReceivedStack alloc = client::ReceiveStack(alloc_stack, &symbols);
   std::string out;
   if (p.owner && p.allocated && p.handle.valid()) {
@@ -467,6 +485,12 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     const std::string_view cmd = spec ? spec->name : "";
+    // sort passes page_owner_sort's options through; only --server and --format are ours.
+    if (spec != nullptr && spec->name == "sort" && a.rfind("--server", 0) != 0 &&
+        a.rfind("--format", 0) != 0 && a != "--help" && a != "-h") {
+      line.positional.push_back(a);
+      continue;
+    }
     if (!only_positional && (a == "--help" || a == "-h")) {
       help = true;
       continue;
@@ -681,6 +705,15 @@ int RunPage(Client& client, const PageOptions& options, Io io) {
   return kExitOk;
 }
 
+namespace {
+
+// "content_id: 0x%016x\n": a stack's host-independent id (proto Stack.content_id).
+std::string ContentIdLine(uint64_t content_id) {
+  return absl::StrFormat("content_id: 0x%016x\n", content_id);
+}
+
+}  // namespace
+
 int RunStack(Client& client, const StackOptions& options, Io io) {
   absl::StatusOr<v1::Stack> stack = client.GetStack(options.handle);
   if (!stack.ok()) return ServerError(io, stack.status());
@@ -696,8 +729,8 @@ int RunStack(Client& client, const StackOptions& options, Io io) {
     symbols.AppendFrame(ip, &out);
     out.push_back('\n');
   }
-  absl::StrAppend(&out, "handle: ", s.handle.raw(), "\nnr_base_pages: ", s.pages,
-                  "\nallocations: ", s.allocations, "\n");
+  absl::StrAppend(&out, "handle: ", s.handle.raw(), "\n", ContentIdLine(stack->content_id()),
+                  "nr_base_pages: ", s.pages, "\nallocations: ", s.allocations, "\n");
   io.out << out;
   return kExitOk;
 }
@@ -717,12 +750,16 @@ int RunStacks(Client& client, const StacksOptions& options, Io io) {
   for (const v1::Stack& stack : resp->stacks()) {
     const client::ReceivedStack s = client::ReceiveStack(stack, &symbols);
     AppendStackEntry(s.usage(), symbols, view, out.buf());
+    // Ours, not the kernel's: the content id goes under the entry's closing "handle: H" line.
+    if (options.handles) {
+      out.buf()->insert(out.buf()->size() - 1, ContentIdLine(stack.content_id()));
+    }
     out.MaybeFlush();
   }
   return kExitOk;
 }
 
-int RunDump(Client& client, Io io) {
+int RunDump(Client& client, Io io, DumpFormat format) {
   SymbolTable symbols;
   absl::flat_hash_map<uint32_t, std::vector<uint64_t>> frames;  // handle -> addresses
   BufferedOut out(io.out);
@@ -744,7 +781,8 @@ int RunDump(Client& client, Io io) {
         }
         it = frames.emplace(record.handle(), client::ReceiveStack(*s, &symbols).ips).first;
       }
-      AppendPageOwnerBlock(client::ToPageOwner(record), it->second, symbols, DumpFormat::kToday,
+      PrintedExtras extras;
+      AppendPageOwnerBlock(client::ToPageOwner(record, &extras), it->second, symbols, format,
                            out.buf());
       out.MaybeFlush();
     }
@@ -1031,12 +1069,32 @@ int Dispatch(const CommandLine& line, Io io) {
     o.handles = HasFlag(line, "handles");
     return RunStacks(client, o, io);
   }
-  if (cmd == "dump") return RunDump(client, io);
+  if (cmd == "dump" || cmd == "sort") {
+    absl::StatusOr<DumpFormat> format = ParseDumpFormat(Flag(line, "format", "today"));
+    if (!format.ok()) {
+      return UsageError(io, cmd, absl::StrCat(cmd, ": ", format.status().message()));
+    }
+    if (cmd == "sort") return RunSort(client, line.positional, *format, io);
+    return RunDump(client, io, *format);
+  }
+  if (cmd == "import") {
+    ImportOptions o;
+    o.file = line.positional[0];
+    o.force = HasFlag(line, "force");
+    if (!batch(&o.batch)) return kExitUsage;
+    return RunImport(client, o, io);
+  }
   if (cmd == "stats") return RunStats(client, {HasFlag(line, "json")}, io);
   if (cmd == "replay") {
     ReplayOptions o;
     o.file = line.positional[0];
     if (!batch(&o.batch)) return kExitUsage;
+    const std::string format = Flag(line, "format", "jsonl");
+    if (format == "ftrace") return RunReplayFtrace(client, o, io);
+    if (format != "jsonl") {
+      return UsageError(io, cmd,
+                        absl::StrCat("replay: unknown --format '", format, "': jsonl or ftrace"));
+    }
     return RunReplay(client, o, io);
   }
   if (cmd == "load") {

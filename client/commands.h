@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "client/client.h"
 #include "client/session.h"
+#include "core/reports.h"
 #include "core/types.h"
 
 namespace pageowner::cli {
@@ -110,7 +111,8 @@ struct StacksOptions {
 };
 int RunStacks(client::Client& client, const StacksOptions& options, Io io);
 
-int RunDump(client::Client& client, Io io);
+// `format`: kToday by default; kFreeTs and k2016 print the older kernels' text.
+int RunDump(client::Client& client, Io io, DumpFormat format = DumpFormat::kToday);
 
 struct StatsOptions {
   bool json = false;

@@ -4,9 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "client/commands.h"
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil with deadlock detection on: it costs every lock a graph update.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::ios::sync_with_stdio(false);
   const std::vector<std::string> args(argv + 1, argv + argc);
   const pageowner::cli::Io io{std::cin, std::cout, std::cerr};

@@ -26,10 +26,18 @@ constexpr uint32_t kTaskColumn = 1 << 5;
 constexpr uint32_t kTsColumn = 1 << 6;
 constexpr uint32_t kReasonColumn = 1 << 7;
 constexpr uint32_t kFlagsColumn = 1 << 8;
+constexpr uint32_t kFreeTsColumn = 1 << 9;
+constexpr uint32_t kBlockMtColumn = 1 << 10;
+constexpr uint32_t kExtrasColumn = 1 << 11;
 
 // A StackDef or TaskDef costs about this much on the wire besides its strings.
 constexpr size_t kDefinitionOverhead = 8;
 constexpr size_t kFrameOverhead = 12;
+
+// The wire's migrate reason, NONE for kNone.
+int ToWireReasonOrNone(MigrateReason r) {
+  return r == MigrateReason::kNone ? 0 : static_cast<int>(r) + 1;
+}
 
 void AppendRaw(std::string* out, const void* p, size_t n) {
   out->append(static_cast<const char*>(p), n);
@@ -426,6 +434,35 @@ uint64_t Session::Migrate(const MigrateSpec& e) {
              e.target ? uint32_t{v1::EVENT_FLAG_AT_TARGET} : 0u);
 }
 
+uint64_t Session::Import(const ImportSpec& e) {
+  const uint32_t extras_id = finished_ ? 0 : InternExtras(e.extras);
+  const uint32_t block_mt =
+      e.pageblock_migratetype ? static_cast<uint32_t>(*e.pageblock_migratetype) + 1 : 0;
+  return Add(v1::EVENT_KIND_IMPORT, e.order.raw(), e.pfn.raw(), 0, e.gfp_mask, Resolve(e.stack),
+             Resolve(e.task), e.ts_ns, ToWireReasonOrNone(e.last_migrate_reason), 0, e.free_ts_ns,
+             block_mt, extras_id);
+}
+
+uint32_t Session::InternExtras(const PrintedExtras* extras) {
+  if (extras == nullptr) return 0;
+  auto [it, inserted] =
+      extras_ids_.try_emplace(*extras, static_cast<uint32_t>(extras_ids_.size() + 1));
+  if (inserted) {
+    // Defined in the batch being filled, which the event that uses it joins.
+    v1::ExtrasDef* def = batch_->add_extras();
+    def->set_id(it->second);
+    v1::PrintedExtras* x = def->mutable_extras();
+    x->set_page_flags(extras->page_flags);
+    x->set_flags_text(extras->flags_text);
+    x->set_gfp_names(extras->gfp_names);
+    x->set_slab_cache(extras->slab_cache);
+    x->set_memcg(extras->memcg);
+    batch_definition_bytes_ += kDefinitionOverhead + extras->flags_text.size() +
+                               extras->gfp_names.size() + extras->memcg.size();
+  }
+  return it->second;
+}
+
 void Session::DefineStack(StackId id) {
   StackEntry& s = stacks_[id.raw() - 1];
   v1::StackDef* def = batch_->add_stacks();
@@ -460,7 +497,7 @@ void Session::DefineTask(TaskId id) {
 
 uint64_t Session::Add(int kind, uint32_t order, uint64_t pfn, uint64_t target_pfn,
                       uint32_t gfp_mask, StackId stack, TaskId task, uint64_t ts_ns, int reason,
-                      uint32_t flags) {
+                      uint32_t flags, uint64_t free_ts_ns, uint32_t block_mt, uint32_t extras_id) {
   const uint64_t seq = next_seq_++;
   ++stats_.events;
   if (finished_) {
@@ -486,11 +523,15 @@ uint64_t Session::Add(int kind, uint32_t order, uint64_t pfn, uint64_t target_pf
   b.add_ts_ns(ts_ns);
   b.add_reason(static_cast<v1::MigrateReason>(reason));
   b.add_flags(flags);
+  b.add_free_ts_ns(free_ts_ns);
+  b.add_pageblock_migratetype(block_mt);
+  b.add_extras_id(extras_id);
   batch_nonzero_ |= (order ? kOrderColumn : 0) | (pfn ? kPfnColumn : 0) |
                     (target_pfn ? kTargetColumn : 0) | (gfp_mask ? kGfpColumn : 0) |
                     (stack.valid() ? kStackColumn : 0) | (task.valid() ? kTaskColumn : 0) |
                     (ts_ns ? kTsColumn : 0) | (reason ? kReasonColumn : 0) |
-                    (flags ? kFlagsColumn : 0);
+                    (flags ? kFlagsColumn : 0) | (free_ts_ns ? kFreeTsColumn : 0) |
+                    (block_mt ? kBlockMtColumn : 0) | (extras_id ? kExtrasColumn : 0);
   ++batch_events_;
   if (batch_events_ >= options_.batch_events ||
       batch_definition_bytes_ >= options_.batch_definition_bytes) {
@@ -511,6 +552,9 @@ void Session::Submit() {
   if (!(batch_nonzero_ & kTsColumn)) b.clear_ts_ns();
   if (!(batch_nonzero_ & kReasonColumn)) b.clear_reason();
   if (!(batch_nonzero_ & kFlagsColumn)) b.clear_flags();
+  if (!(batch_nonzero_ & kFreeTsColumn)) b.clear_free_ts_ns();
+  if (!(batch_nonzero_ & kBlockMtColumn)) b.clear_pageblock_migratetype();
+  if (!(batch_nonzero_ & kExtrasColumn)) b.clear_extras_id();
   b.set_sequence(next_batch_sequence_++);
   const uint64_t first_seq = next_seq_ - batch_events_;
   const size_t count = batch_events_;

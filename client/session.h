@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "core/machine.h"
 #include "core/types.h"
 
 namespace grpc {
@@ -139,6 +140,22 @@ struct MigrateSpec {
   uint64_t ts_ns = 0;
 };
 
+// A block read from a real page_owner dump, placed at `pfn` (EVENT_KIND_IMPORT).
+struct ImportSpec {
+  Pfn pfn;
+  Order order;
+  uint32_t gfp_mask = 0;
+  StackRef stack;  // the daemon requires one
+  TaskRef task;
+  uint64_t ts_ns = 0;
+  uint64_t free_ts_ns = 0;
+  MigrateReason last_migrate_reason = MigrateReason::kNone;
+  std::optional<MigrateType> pageblock_migratetype;
+  // What the kernel printed beyond the record (interned by content, sent once a stream); null
+  // for none. Read during the Import call only.
+  const PrintedExtras* extras = nullptr;
+};
+
 // What became of one event.
 struct IngestResult {
   uint64_t seq = 0;  // the event's number in its session: 0 for the first event added
@@ -207,6 +224,7 @@ class Session {
   uint64_t Alloc(const AllocSpec& e);
   uint64_t Free(const FreeSpec& e);
   uint64_t Migrate(const MigrateSpec& e);
+  uint64_t Import(const ImportSpec& e);
 
   // Sends the current batch now, even if it is not full (may block like Alloc). Does not wait
   // for its answer.
@@ -241,7 +259,11 @@ class Session {
   // Appends one event's columns (and any definitions it needs first) and sends the batch when it
   // is full.
   uint64_t Add(int kind, uint32_t order, uint64_t pfn, uint64_t target_pfn, uint32_t gfp_mask,
-               StackId stack, TaskId task, uint64_t ts_ns, int reason, uint32_t flags);
+               StackId stack, TaskId task, uint64_t ts_ns, int reason, uint32_t flags,
+               uint64_t free_ts_ns = 0, uint32_t block_mt = 0, uint32_t extras_id = 0);
+  // The stream-local id of printed extras (0 for null), defined in the current batch the first
+  // time.
+  uint32_t InternExtras(const PrintedExtras* extras);
   void DefineStack(StackId id);
   void DefineTask(TaskId id);
   void Submit();
@@ -260,12 +282,13 @@ class Session {
   absl::Status final_status_;
   SessionStats stats_;
 
-  std::vector<StackEntry> stacks_;                        // by id - 1
-  std::vector<TaskEntry> tasks_;                          // by id - 1
-  absl::flat_hash_map<std::string, uint32_t> stack_ids_;  // frames, encoded -> id
-  absl::flat_hash_map<std::string, uint32_t> task_ids_;   // pid, tgid, comm, encoded -> id
-  absl::flat_hash_set<uint64_t> named_ips_;               // addresses whose symbol was sent
-  std::string key_;                                       // scratch for the encodings
+  std::vector<StackEntry> stacks_;                           // by id - 1
+  std::vector<TaskEntry> tasks_;                             // by id - 1
+  absl::flat_hash_map<std::string, uint32_t> stack_ids_;     // frames, encoded -> id
+  absl::flat_hash_map<std::string, uint32_t> task_ids_;      // pid, tgid, comm, encoded -> id
+  absl::flat_hash_set<uint64_t> named_ips_;                  // addresses whose symbol was sent
+  absl::flat_hash_map<PrintedExtras, uint32_t> extras_ids_;  // extras -> id (sent with the id)
+  std::string key_;                                          // scratch for the encodings
 };
 
 }  // namespace client

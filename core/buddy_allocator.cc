@@ -243,6 +243,7 @@ void BuddyAllocator::SplitAndMark(uint64_t head, unsigned block_order, uint64_t 
   }
   assert(head == pfn);
   SetState(pfn, AllocatedByte(order, mt));
+  ++alloc_count_[mt][order];
 }
 
 absl::Status BuddyAllocator::SetPageblockMigrateType(uint64_t pageblock, MigrateType mt) {
@@ -462,6 +463,7 @@ absl::Status BuddyAllocator::Free(Pfn pfn, Order order) {
         "order mismatch: the block at pfn ", p, " has order ", OrderOf(s), ", not ", order.raw()));
   }
   free_pages_ += Pages(order.raw());
+  --alloc_count_[MtOf(s)][order.raw()];
   uint64_t head = p;
   unsigned k = order.raw();
   for (; k < kMaxOrder; ++k) {
@@ -500,6 +502,12 @@ uint64_t BuddyAllocator::FreeBlockCount(Order order, MigrateType mt) const {
   return free_count_[list][order.raw()];
 }
 
+uint64_t BuddyAllocator::AllocatedBlockCount(Order order, MigrateType mt) const {
+  const int list = ListIndex(mt);
+  if (!order.valid() || list < 0) return 0;
+  return alloc_count_[list][order.raw()];
+}
+
 void BuddyAllocator::ForEachAllocatedBlock(Pfn start,
                                            absl::FunctionRef<bool(AllocatedBlock)> visit) const {
   if (start.raw() >= pages_) return;
@@ -528,6 +536,7 @@ size_t BuddyAllocator::MemoryBytes() const {
 absl::Status BuddyAllocator::CheckInvariants() const {
   const auto fail = [](auto&&... parts) { return absl::InternalError(absl::StrCat(parts...)); };
   std::array<std::array<uint64_t, kMaxOrder + 1>, kNumFreeListTypes> counts{};
+  std::array<std::array<uint64_t, kMaxOrder + 1>, kNumFreeListTypes> allocated{};
   uint64_t free = 0;
   for (uint64_t p = 0; p < pages_;) {
     const uint8_t s = State(p);
@@ -556,11 +565,13 @@ absl::Status BuddyAllocator::CheckInvariants() const {
     } else {
       if (MtOf(s) >= kNumFreeListTypes) return fail("block at pfn ", p, " has a bad migratetype");
       if (bit) return fail("allocated block at pfn ", p, " is on a free list");
+      ++allocated[MtOf(s)][k];
     }
     p += Pages(k);
   }
   if (free != free_pages_) return fail("free pages ", free, " but counter says ", free_pages_);
   if (counts != free_count_) return fail("per-list counts disagree with the blocks");
+  if (allocated != alloc_count_) return fail("allocated block counts disagree with the blocks");
   for (uint64_t pb = 0; pb < pageblock_mt_.size(); ++pb) {
     if (pageblock_mt_[pb] >= kNumFreeListTypes) return fail("pageblock ", pb, " has a bad type");
   }

@@ -54,7 +54,8 @@ struct AllocatedBlock {
 //     allowed (all three types are mergeable, as in the kernel) and the first pageblock decides.
 //     Changing a pageblock's type moves the free blocks headed in it.
 //  5. free_pages() + allocated_pages() == total_pages(), and free_pages() equals the sum over
-//     the lists of FreeBlockCount(order, mt) * 2^order.
+//     the lists of FreeBlockCount(order, mt) * 2^order; allocated_pages() equals the sum of
+//     AllocatedBlockCount(order, mt) * 2^order.
 //
 // Allocation policy (deterministic): the smallest order >= the request that has a block on the
 // requested type's list, and the lowest-addressed block on that list; the block is split and the
@@ -131,6 +132,9 @@ class BuddyAllocator {
   // Number of free blocks of `order` on the free list of `mt` (a cell of /proc/pagetypeinfo);
   // 0 for an invalid order or a type without free lists.
   uint64_t FreeBlockCount(Order order, MigrateType mt) const;
+  // Number of allocated blocks of `order` requested for `mt` (kept by Allocate, AllocateAt and
+  // Free, no scan); 0 for an invalid order or a type without free lists.
+  uint64_t AllocatedBlockCount(Order order, MigrateType mt) const;
 
   // Calls visit for each allocated block whose head is >= start, in pfn order, until visit
   // returns false.
@@ -227,6 +231,8 @@ class BuddyAllocator {
   std::array<FreeArea, kMaxOrder + 1> areas_;
   // free_count_[mt][order]: blocks on list (mt, order).
   std::array<std::array<uint64_t, kMaxOrder + 1>, kNumFreeListTypes> free_count_{};
+  // alloc_count_[mt][order]: allocated blocks requested for mt.
+  std::array<std::array<uint64_t, kMaxOrder + 1>, kNumFreeListTypes> alloc_count_{};
 };
 
 }  // namespace pageowner

@@ -131,7 +131,15 @@ bool Machine::AllocateDepotPool() {
   // when page_owner is on, its owner is set with a trace that holds the depot's frames above
   // the caller's, so save_stack sees recursion and gives the dummy handle.
   const Order order(2);
-  absl::StatusOr<Pfn> pfn = buddy_.Allocate(order, MigrateType::kUnmovable);
+  absl::StatusOr<Pfn> pfn = absl::NotFoundError("");
+  if (importing_) {
+    // The highest free order-2 block: imported dumps fill memory from its start.
+    for (uint64_t at = (total_pages().raw() & ~uint64_t{3}); at >= 4 && !pfn.ok();) {
+      at -= 4;
+      if (buddy_.AllocateAt(Pfn(at), order, MigrateType::kUnmovable).ok()) pfn = Pfn(at);
+    }
+  }
+  if (!pfn.ok()) pfn = buddy_.Allocate(order, MigrateType::kUnmovable);
   if (!pfn.ok()) return false;
   depot_pools_.push_back(*pfn);
   if (!tracking_) return true;
@@ -349,8 +357,10 @@ absl::StatusOr<EventResult> Machine::Import(const ImportEvent& e) {
     (void)set;
   }
   ++counters_.allocs;
-  const SaveContext ctx{e.frames, e.gfp_mask, e.pid, e.tgid, e.comm, e.ts_ns, StackHandle()};
+  const SaveContext ctx{e.frames, e.gfp_mask, e.pid, e.tgid, e.comm, e.ts_ns, e.stack_hint};
+  importing_ = true;
   const StackHandle h = SaveStack(ctx);
+  importing_ = false;
   SetOwner(e.pfn, e.order, h,
            InternAlloc(e.pid, e.tgid, e.comm, e.gfp_mask, e.order, e.last_migrate_reason), e.ts_ns);
   if (e.free_ts_ns != 0) {
@@ -361,6 +371,14 @@ absl::StatusOr<EventResult> Machine::Import(const ImportEvent& e) {
   return EventResult{absl::OkStatus(), e.pfn, h};
 }
 
+void Machine::Prefetch(const Event& e) const {
+  const std::optional<Pfn> pfn =
+      std::visit([](const auto& ev) -> std::optional<Pfn> { return ev.pfn; }, e);
+  if (pfn.has_value() && pfn->raw() < total_pages().raw()) {
+    __builtin_prefetch(&records_[pfn->raw()], 1);
+  }
+}
+
 EventResult Machine::Apply(const Event& e) {
   absl::StatusOr<EventResult> r = std::visit(
       [this](const auto& ev) -> absl::StatusOr<EventResult> {
@@ -369,6 +387,8 @@ EventResult Machine::Apply(const Event& e) {
           return Alloc(ev);
         } else if constexpr (std::is_same_v<T, FreeEvent>) {
           return Free(ev);
+        } else if constexpr (std::is_same_v<T, ImportEvent>) {
+          return Import(ev);
         } else {
           return Migrate(ev);
         }

@@ -85,19 +85,20 @@ struct MigrateEvent {
   StackHandle stack_hint{};
 };
 
-using Event = std::variant<AllocEvent, FreeEvent, MigrateEvent>;
-
 // What a real kernel printed for a block that the simulation does not derive itself, kept for
 // imported blocks so that they print back byte for byte.
 struct PrintedExtras {
   uint64_t page_flags = 0;  // the page's flags word, as that kernel printed it
+  // Everything after "Flags " on the PFN line as that kernel printed it (its flag names differ
+  // from ours: 6.1's bit 9 is "slab", 6.12's "workingset"); "" = derive from page_flags.
+  std::string flags_text;
   std::string gfp_names;    // the %pGg text that kernel printed (its flag table); "" = ours
   bool slab_cache = false;  // the "Slab cache page" line
   std::string memcg;        // the memcg line without its newline ("Charged to memcg /"), or ""
   friend bool operator==(const PrintedExtras&, const PrintedExtras&) = default;
   template <typename H>
   friend H AbslHashValue(H h, const PrintedExtras& e) {
-    return H::combine(std::move(h), e.page_flags, e.gfp_names, e.slab_cache, e.memcg);
+    return H::combine(std::move(h), e.page_flags, e.flags_text, e.gfp_names, e.slab_cache, e.memcg);
   }
 };
 
@@ -117,7 +118,11 @@ struct ImportEvent {
   // The pageblock's migratetype as the dump printed it ("Block N type T"); set on the allocator.
   std::optional<MigrateType> pageblock_migratetype{};
   const PrintedExtras* extras = nullptr;  // null: nothing beyond what we derive
+  // Optional, as AllocEvent::stack_hint.
+  StackHandle stack_hint{};
 };
+
+using Event = std::variant<AllocEvent, FreeEvent, MigrateEvent, ImportEvent>;
 
 // What an event did: for an allocation the block's pfn and the handle stored; for a free the
 // freed pfn and the free handle; for a migration the target pfn and the owner's handle.
@@ -222,6 +227,10 @@ class Machine {
   // Places an imported block. Errors as Alloc with a pfn; also kInvalidArgument for a
   // migratetype the allocator's free lists do not have (HighAtomic, CMA, Isolate).
   absl::StatusOr<EventResult> Import(const ImportEvent& e);
+
+  // A hint to the CPU: the page record `e` will touch, for a caller that applies a batch and
+  // knows the events ahead (pfns of frees and migrations are known before they run).
+  void Prefetch(const Event& e) const;
 
   // page_owner on or off. Turning it on gives every allocated page that has no owner the early
   // handle (order 0, mask 0, pid 0, "swapper", ts `ts_ns`), as init_early_allocated_pages does.
@@ -366,6 +375,9 @@ class Machine {
   StackHandle failure_handle_;
   StackHandle early_handle_;
   bool tracking_ = false;
+  // Set while Import saves a stack: a depot pool then comes from the top of memory, so that it
+  // does not take the place of a block the dump lists further on.
+  bool importing_ = false;
   const SaveContext* saving_ = nullptr;  // set while SaveStack runs
   uint64_t tracked_pages_ = 0;
   MachineCounters counters_;

@@ -16,11 +16,7 @@ absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.
 
 // stack_trace_snprint / stack_trace_print with spaces = 0: " %pS\n" a frame.
 void AppendFrames(absl::Span<const uint64_t> frames, const SymbolTable& symbols, std::string* out) {
-  for (uint64_t ip : frames) {
-    out->push_back(' ');
-    symbols.AppendFrame(ip, out);
-    out->push_back('\n');
-  }
+  symbols.AppendStack(frames, " ", out);
 }
 
 }  // namespace
@@ -37,8 +33,13 @@ void AppendPageOwnerBlock(const PageOwner& p, absl::Span<const uint64_t> frames,
   if (format == DumpFormat::k2016) {
     absl::StrAppend(out, "Page allocated via order ", p.order.raw(), ", mask ", mask, "\n");
     absl::StrAppend(out, "PFN ", p.pfn.raw(), " type ", page_mt, " Block ", p.pfn.pageblock(),
-                    " type ", block_mt, " Flags 0x", absl::Hex(p.page_flags), "(",
-                    FormatPageFlagNames(p.page_flags), ")\n");
+                    " type ", block_mt, " Flags ");
+    if (p.extras != nullptr && !p.extras->flags_text.empty()) {
+      absl::StrAppend(out, p.extras->flags_text, "\n");
+    } else {
+      absl::StrAppend(out, "0x", absl::Hex(p.page_flags), "(", FormatPageFlagNames(p.page_flags),
+                      ")\n");
+    }
     // 2016's snprint_stack_trace: " [<%p>] %pS\n", the address unhashed in 16 hex digits.
     for (uint64_t ip : frames) {
       absl::StrAppend(out, " [<", absl::Hex(ip, absl::kZeroPad16), ">] ");
@@ -59,8 +60,11 @@ void AppendPageOwnerBlock(const PageOwner& p, absl::Span<const uint64_t> frames,
   } else {
     absl::StrAppend(out, "\nPFN 0x", absl::Hex(p.pfn.raw()));
   }
-  absl::StrAppend(out, " type ", page_mt, " Block ", p.pfn.pageblock(), " type ", block_mt,
-                  " Flags ", FormatPageFlags(p.page_flags), "\n");
+  absl::StrAppend(
+      out, " type ", page_mt, " Block ", p.pfn.pageblock(), " type ", block_mt, " Flags ",
+      p.extras != nullptr && !p.extras->flags_text.empty() ? p.extras->flags_text
+                                                           : FormatPageFlags(p.page_flags),
+      "\n");
   AppendFrames(frames, symbols, out);
   if (p.last_migrate_reason != MigrateReason::kNone) {
     absl::StrAppend(out, "Page has been migrated, last migrate reason: ",

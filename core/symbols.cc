@@ -46,12 +46,26 @@ uint64_t SymbolTable::SyntheticAddress(std::string_view name) {
   return ip;
 }
 
-void SymbolTable::AppendFrame(uint64_t ip, std::string* out) const {
-  absl::ReaderMutexLock lock(&mu_);
+void SymbolTable::AppendFrameLocked(uint64_t ip, std::string* out) const {
   if (auto it = by_ip_.find(ip); it != by_ip_.end()) {
     out->append(it->second);
   } else {
     absl::StrAppendFormat(out, "0x%x", ip);
+  }
+}
+
+void SymbolTable::AppendFrame(uint64_t ip, std::string* out) const {
+  absl::ReaderMutexLock lock(&mu_);
+  AppendFrameLocked(ip, out);
+}
+
+void SymbolTable::AppendStack(absl::Span<const uint64_t> ips, std::string_view prefix,
+                              std::string* out) const {
+  absl::ReaderMutexLock lock(&mu_);
+  for (uint64_t ip : ips) {
+    out->append(prefix);
+    AppendFrameLocked(ip, out);
+    out->push_back('\n');
   }
 }
 

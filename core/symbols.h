@@ -13,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 
 namespace pageowner {
 
@@ -37,6 +38,9 @@ class SymbolTable {
   // Appends `ip` as `%pS` prints it: its name, or "0x%lx" when it has none.
   void AppendFrame(uint64_t ip, std::string* out) const;
   std::string FormatFrame(uint64_t ip) const;
+  // Appends every frame as the kernel's stack_trace_print does with spaces = 0: one line a frame,
+  // `prefix` (" " today, " => " in ftrace) then `%pS` then "\n". One lock for the whole stack.
+  void AppendStack(absl::Span<const uint64_t> ips, std::string_view prefix, std::string* out) const;
 
   // The name of `ip`, or "" when it has none.
   std::string Name(uint64_t ip) const;
@@ -47,6 +51,8 @@ class SymbolTable {
   size_t MemoryBytes() const;
 
  private:
+  void AppendFrameLocked(uint64_t ip, std::string* out) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
   std::deque<std::string> names_ ABSL_GUARDED_BY(mu_);  // deque: stable storage for the views
   absl::flat_hash_map<uint64_t, std::string_view> by_ip_ ABSL_GUARDED_BY(mu_);

@@ -15,12 +15,16 @@ packages=(
   libbenchmark-dev
   libgrpc++-dev
   liblzma-dev
+  zlib1g-dev
   libprotobuf-dev
   protobuf-compiler
   protobuf-compiler-grpc
+  libcpp-httplib-dev
   nlohmann-json3-dev
+  prometheus
   python3-grpcio
   python3-protobuf
+  python3-yaml
   xz-utils
 )
 

@@ -14,6 +14,7 @@
 #include "core/machine.h"
 #include "core/stack_depot.h"
 #include "core/types.h"
+#include "server/metrics.h"
 
 namespace pageowner::server {
 namespace {
@@ -183,6 +184,14 @@ absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags) {
   }
   options.max_batch_events = flags.max_batch_events;
   options.machine.tracking = flags.tracking;
+
+  if (flags.metrics_listen != "none") {
+    if (absl::Status s = SplitHostPort(flags.metrics_listen).status(); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--metrics_listen=", flags.metrics_listen, ": ", s.message()));
+    }
+    options.metrics_listen_address = flags.metrics_listen;
+  }
   return options;
 }
 

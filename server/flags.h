@@ -43,6 +43,7 @@ struct FlagValues {
   uint32_t depot_max_pools = 0;
   uint32_t max_batch_events = 0;
   bool tracking = true;
+  std::string metrics_listen;  // HOST:PORT, or "none"
 };
 
 // Validates the flag values and builds the server's options. Errors are kInvalidArgument (or

@@ -35,15 +35,19 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
   if (static_cast<uint64_t>(n) > max_batch_events_) {
     return Malformed(absl::StrCat(n, " events, more than --max_batch_events=", max_batch_events_));
   }
-  const std::pair<const char*, int> columns[] = {{"order", b.order_size()},
-                                                 {"pfn", b.pfn_size()},
-                                                 {"target_pfn", b.target_pfn_size()},
-                                                 {"gfp_mask", b.gfp_mask_size()},
-                                                 {"stack_id", b.stack_id_size()},
-                                                 {"task_id", b.task_id_size()},
-                                                 {"ts_ns", b.ts_ns_size()},
-                                                 {"reason", b.reason_size()},
-                                                 {"flags", b.flags_size()}};
+  const std::pair<const char*, int> columns[] = {
+      {"order", b.order_size()},
+      {"pfn", b.pfn_size()},
+      {"target_pfn", b.target_pfn_size()},
+      {"gfp_mask", b.gfp_mask_size()},
+      {"stack_id", b.stack_id_size()},
+      {"task_id", b.task_id_size()},
+      {"ts_ns", b.ts_ns_size()},
+      {"reason", b.reason_size()},
+      {"flags", b.flags_size()},
+      {"free_ts_ns", b.free_ts_ns_size()},
+      {"pageblock_migratetype", b.pageblock_migratetype_size()},
+      {"extras_id", b.extras_id_size()}};
   for (const auto& [name, size] : columns) {
     if (size != 0 && size != n) {
       return Malformed(absl::StrCat("column ", name, " has ", size, " values for ", n,
@@ -63,13 +67,16 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
   for (const v1::TaskDef& def : b.tasks()) {
     if (def.id() == 0) return Malformed("a task definition has id 0 (ids start at 1)");
   }
+  for (const v1::ExtrasDef& def : b.extras()) {
+    if (def.id() == 0) return Malformed("an extras definition has id 0 (ids start at 1)");
+  }
   for (int i = 0; i < n; ++i) {
     const int kind = b.kind(i);
     if (kind != v1::EVENT_KIND_ALLOC && kind != v1::EVENT_KIND_FREE &&
-        kind != v1::EVENT_KIND_MIGRATE) {
+        kind != v1::EVENT_KIND_MIGRATE && kind != v1::EVENT_KIND_IMPORT) {
       return Malformed(absl::StrCat("event ", i, ": kind ", kind,
                                     kind == 0 ? " (EVENT_KIND_UNSPECIFIED)" : "",
-                                    " is not ALLOC, FREE or MIGRATE"));
+                                    " is not ALLOC, FREE, MIGRATE or IMPORT"));
     }
   }
   return absl::OkStatus();
@@ -78,6 +85,18 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
 void IngestStream::Define(const v1::EventBatch& b) {
   undo_stacks_.clear();
   undo_tasks_.clear();
+  undo_extras_.clear();
+  for (const v1::ExtrasDef& def : b.extras()) {
+    const v1::PrintedExtras& x = def.extras();
+    auto value = std::make_shared<const PrintedExtras>(PrintedExtras{.page_flags = x.page_flags(),
+                                                                     .flags_text = x.flags_text(),
+                                                                     .gfp_names = x.gfp_names(),
+                                                                     .slab_cache = x.slab_cache(),
+                                                                     .memcg = x.memcg()});
+    auto [it, inserted] = extras_.try_emplace(def.id());
+    undo_extras_.push_back({def.id(), inserted ? std::nullopt : std::optional(it->second)});
+    it->second = Entry<PrintedExtras>{std::move(value), 0};
+  }
   for (const v1::StackDef& def : b.stacks()) {
     auto stack = std::make_shared<StackDefinition>();
     stack->frames.reserve(def.frames_size());
@@ -120,6 +139,13 @@ void IngestStream::Undo() {
       tasks_.erase(it->first);
     }
   }
+  for (auto it = undo_extras_.rbegin(); it != undo_extras_.rend(); ++it) {
+    if (it->second.has_value()) {
+      extras_[it->first] = *it->second;
+    } else {
+      extras_.erase(it->first);
+    }
+  }
 }
 
 const StackDefinition* IngestStream::StackOf(uint32_t id, PreparedBatch* out) {
@@ -141,6 +167,22 @@ const IngestStream::Task* IngestStream::TaskOf(uint32_t id, PreparedBatch* out) 
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return nullptr;
   Entry<Task>& e = it->second;
+  if (e.pinned_by != batch_number_) {
+    out->keepalive.push_back(e.value);
+    e.pinned_by = batch_number_;
+  }
+  return e.value.get();
+}
+
+const PrintedExtras* IngestStream::ExtrasOf(uint32_t id, PreparedBatch* out, bool* defined) {
+  *defined = true;
+  if (id == 0) return nullptr;
+  auto it = extras_.find(id);
+  if (it == extras_.end()) {
+    *defined = false;
+    return nullptr;
+  }
+  Entry<PrintedExtras>& e = it->second;
   if (e.pinned_by != batch_number_) {
     out->keepalive.push_back(e.value);
     e.pinned_by = batch_number_;
@@ -197,6 +239,40 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
                      .comm = task.comm,
                      .ts_ns = At(b.ts_ns(), i)};
         if (flags & v1::EVENT_FLAG_AT_PFN) e.pfn = Pfn(At(b.pfn(), i));
+        out->events.emplace_back(e);
+        break;
+      }
+      case v1::EVENT_KIND_IMPORT: {
+        const uint32_t extras_id = At(b.extras_id(), i);
+        bool defined = true;
+        const PrintedExtras* extras = ExtrasOf(extras_id, out, &defined);
+        if (!defined) return undefined("extras", i, extras_id);
+        if (check.ok() && stack_id == 0) {
+          check = absl::InvalidArgumentError("an imported block needs a stack (stack_id is 0)");
+        }
+        const int reason = At(b.reason(), i);
+        const uint32_t block_mt = At(b.pageblock_migratetype(), i);
+        if (check.ok() && (reason < 0 || reason > kNumMigrateReasons)) {
+          check = absl::InvalidArgumentError(absl::StrCat("unknown migrate reason ", reason));
+        } else if (check.ok() && block_mt > static_cast<uint32_t>(kNumMigrateTypes)) {
+          check = absl::InvalidArgumentError(
+              absl::StrCat("unknown pageblock migratetype ", block_mt, " (MigrateType + 1)"));
+        }
+        ImportEvent e{.pfn = Pfn(At(b.pfn(), i)),
+                      .order = Order(At(b.order(), i)),
+                      .gfp_mask = At(b.gfp_mask(), i),
+                      .frames = frames,
+                      .pid = task.pid,
+                      .tgid = task.tgid,
+                      .comm = task.comm,
+                      .ts_ns = At(b.ts_ns(), i),
+                      .free_ts_ns = At(b.free_ts_ns(), i),
+                      .last_migrate_reason = check.ok() ? static_cast<MigrateReason>(reason - 1)
+                                                        : MigrateReason::kNone,
+                      .extras = extras};
+        if (check.ok() && block_mt != 0) {
+          e.pageblock_migratetype = static_cast<MigrateType>(block_mt - 1);
+        }
         out->events.emplace_back(e);
         break;
       }
@@ -323,6 +399,12 @@ void IngestWriter::Process(Job& job) {
     uint64_t invalid = 0;
     for (const absl::Status& s : job.batch.prechecked) invalid += s.ok() ? 0 : 1;
     if (invalid > 0) counters_->events_invalid.fetch_add(invalid, std::memory_order_relaxed);
+    // Event's alternatives are the metric's kinds, in EventKind order.
+    static_assert(std::variant_size_v<Event> == IngestCounters::kOtherKind);
+    for (size_t i = 0; i < results.size(); ++i) {
+      counters_->CountEvent(static_cast<int>(job.batch.events[i].index()),
+                            ToRpcCode(results[i].status.code()));
+    }
   }
   v1::BatchResult result;
   FillBatchResult(job.batch, results, &result);

@@ -4,6 +4,7 @@
 #ifndef PAGEOWNER_SERVER_INGEST_H_
 #define PAGEOWNER_SERVER_INGEST_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -33,6 +34,19 @@ struct IngestCounters {
   std::atomic<uint64_t> batches_rejected{0};  // malformed batches
   std::atomic<uint64_t> streams_open{0};
   std::atomic<uint64_t> events_invalid{0};  // events refused before reaching the machine
+
+  // Every event a stream carried, by kind and by the google.rpc.Code it was answered with (the
+  // batch's INVALID_ARGUMENT for the events of a malformed batch), for /metrics.
+  // Kind index: 0 alloc, 1 free, 2 migrate, 3 import (Event's alternatives, EventKind - 1),
+  // kOtherKind for any other kind value (only a malformed batch carries one).
+  static constexpr int kOtherKind = 4;
+  static constexpr int kEventKinds = 5;
+  static constexpr int kCodes = 17;  // google.rpc.Code 0..16
+  std::array<std::array<std::atomic<uint64_t>, kCodes>, kEventKinds> events{};
+  void CountEvent(int kind, int32_t code) {
+    if (code < 0 || code >= kCodes) code = 2;  // UNKNOWN
+    events[kind].at(code).fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // A stack definition of a stream: its frames, and the handle the machine last stored for them
@@ -72,9 +86,9 @@ struct PreparedBatch {
 // A batch is malformed, and then changes nothing (not the stream's definitions, not the names
 // of addresses; a name-only frame may keep the synthetic address it was given), when it
 // has more events than max_batch_events, a column that is neither empty nor one value a event,
-// an event kind that is not ALLOC, FREE or MIGRATE, a stack or task definition with id 0, a frame
-// with neither ip nor symbol, or an event that names a stack or task id that neither this batch
-// nor an earlier batch of the stream defined.
+// an event kind that is not ALLOC, FREE, MIGRATE or IMPORT, a stack, task or extras definition
+// with id 0, a frame with neither ip nor symbol, or an event that names a stack, task or extras
+// id that neither this batch nor an earlier batch of the stream defined.
 //
 // Thread-safety: not thread-safe; one stream's batches are prepared one at a time, in order.
 class IngestStream {
@@ -115,15 +129,19 @@ class IngestStream {
   const StackDefinition* StackOf(uint32_t id, PreparedBatch* out);
   // The task `id` (pid 0, tgid 0, "" for 0), pinned in `out`; null when not defined.
   const Task* TaskOf(uint32_t id, PreparedBatch* out);
+  // The printed extras `id`, pinned in `out`; null for 0, and *defined false when not defined.
+  const PrintedExtras* ExtrasOf(uint32_t id, PreparedBatch* out, bool* defined);
 
   SymbolTable* const symbols_;
   const uint32_t max_batch_events_;
   uint64_t batch_number_ = 0;
   absl::flat_hash_map<uint32_t, Entry<StackDefinition>> stacks_;
   absl::flat_hash_map<uint32_t, Entry<Task>> tasks_;
+  absl::flat_hash_map<uint32_t, Entry<PrintedExtras>> extras_;
   // What the current batch's definitions replaced (nullopt: the id was new).
   std::vector<std::pair<uint32_t, std::optional<Entry<StackDefinition>>>> undo_stacks_;
   std::vector<std::pair<uint32_t, std::optional<Entry<Task>>>> undo_tasks_;
+  std::vector<std::pair<uint32_t, std::optional<Entry<PrintedExtras>>>> undo_extras_;
 };
 
 // Fills *out with the answer to `batch`: the malformed status, or one code, pfn and handle a

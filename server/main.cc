@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 #include "server/flags.h"
 #include "server/server.h"
 
@@ -25,6 +26,9 @@ ABSL_FLAG(uint32_t, depot_max_pools, 8192,
 ABSL_FLAG(uint32_t, max_batch_events, 65536,
           "Events an Ingest batch may hold (at least 1); a longer batch is answered with "
           "INVALID_ARGUMENT and not applied.");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Address to serve Prometheus metrics (/metrics) and /healthz on over http, host:port "
+          "(port 0 picks a free port; the chosen address is printed on stderr), or none.");
 ABSL_FLAG(bool, tracking, true,
           "Start with page_owner tracking on (--notracking: off; SetTracking turns it on later and "
           "gives the pages allocated meanwhile the early handle).");
@@ -39,6 +43,8 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil with deadlock detection on: it costs every lock a graph update.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   namespace srv = pageowner::server;
   constexpr char kUsage[] =
       "pageownerd [flags]: the page_owner daemon. Serves pageowner.v1.PageOwner, grpc.health.v1 "
@@ -59,7 +65,8 @@ int main(int argc, char** argv) {
                               .stack_depth = absl::GetFlag(FLAGS_stack_depth),
                               .depot_max_pools = absl::GetFlag(FLAGS_depot_max_pools),
                               .max_batch_events = absl::GetFlag(FLAGS_max_batch_events),
-                              .tracking = absl::GetFlag(FLAGS_tracking)});
+                              .tracking = absl::GetFlag(FLAGS_tracking),
+                              .metrics_listen = absl::GetFlag(FLAGS_metrics_listen)});
   if (!options.ok()) return Fail(std::string(options.status().message()));
 
   // Block the signals in every thread (gRPC's start after this) and take them in one.
@@ -77,6 +84,11 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "pageownerd: listening on %s (memory %llu pages)\n",
                (*server)->listening_address().c_str(),
                static_cast<unsigned long long>(options->machine.pages.raw()));
+  if ((*server)->metrics_port() != 0) {
+    const std::string& address = options->metrics_listen_address;
+    std::fprintf(stderr, "pageownerd: metrics on http://%s:%d/metrics\n",
+                 address.substr(0, address.rfind(':')).c_str(), (*server)->metrics_port());
+  }
   std::thread waiter([&] {
     int signal = 0;
     sigwait(&signals, &signal);

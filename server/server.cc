@@ -1,17 +1,21 @@
 #include "server/server.h"
 
+#include <atomic>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/status_macros.h"
+#include "google/protobuf/descriptor.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "server/metrics.h"
 #include "server/service.h"
 #include "server/shared_machine.h"
 
@@ -39,8 +43,14 @@ struct Server::Impl {
   const ServerOptions options;
   SharedMachine machine;
   PageOwnerService service;
+  // Destroyed in reverse order: the metrics endpoint first, then the gRPC server, whose calls
+  // feed rpc_metrics until it is gone.
+  RpcMetrics rpc_metrics;
+  std::unique_ptr<MetricsExporter> exporter;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
+  std::atomic<bool> serving{true};  // /healthz
+  std::unique_ptr<MetricsHttpServer> metrics_http;
 
   absl::Mutex mu;
   bool shutdown_started ABSL_GUARDED_BY(mu) = false;
@@ -58,6 +68,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &impl->port);
   builder.RegisterService(&impl->service);
+  const google::protobuf::ServiceDescriptor* rpcs =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          v1::PageOwner::service_full_name());
+  for (int i = 0; rpcs != nullptr && i < rpcs->method_count(); ++i) {
+    impl->rpc_metrics.Declare(absl::StrCat(rpcs->full_name(), "/", rpcs->method(i)->name()));
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(NewRpcMetricsInterceptor(&impl->rpc_metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(kMaxReceiveBytes);
   // A second daemon on the same port must fail to start, not share the port (gRPC sets
   // SO_REUSEPORT by default).
@@ -66,6 +85,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   if (impl->server == nullptr || impl->port == 0) {
     if (impl->server != nullptr) impl->server->Shutdown();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  if (!options.metrics_listen_address.empty()) {
+    impl->exporter = std::make_unique<MetricsExporter>(&impl->machine, &impl->service.counters(),
+                                                       &impl->rpc_metrics);
+    Impl* raw = impl.get();
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+        MetricsHttpServer::Start(options.metrics_listen_address, impl->exporter.get(),
+                                 [raw] { return raw->serving.load(std::memory_order_relaxed); });
+    if (!http.ok()) {
+      impl->server->Shutdown();
+      return http.status();
+    }
+    impl->metrics_http = std::move(*http);
   }
   // Health answers for the whole server ("") and for our service by name.
   grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService();
@@ -83,6 +115,10 @@ Server::~Server() {
 
 int Server::bound_port() const { return impl_->port; }
 
+int Server::metrics_port() const {
+  return impl_->metrics_http != nullptr ? impl_->metrics_http->port() : 0;
+}
+
 std::string Server::listening_address() const {
   const std::string& address = impl_->options.listen_address;
   const size_t colon = address.rfind(':');
@@ -99,6 +135,7 @@ void Server::Shutdown() {
     }
     impl_->shutdown_started = true;
   }
+  impl_->serving.store(false, std::memory_order_relaxed);
   // NOT_SERVING for every service name, and no later change.
   impl_->server->GetHealthCheckService()->Shutdown();
   impl_->service.BeginDrain();

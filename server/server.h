@@ -19,6 +19,9 @@ struct ServerOptions {
   MachineOptions machine;
   // Events an Ingest batch may hold; a longer batch is malformed.
   uint32_t max_batch_events = 65536;
+  // host:port of the http endpoint serving /metrics and /healthz (port 0: any free port, see
+  // metrics_port()); empty: none.
+  std::string metrics_listen_address;
 };
 
 // Thread-safety: every method may be called from any thread; Shutdown and Wait typically from
@@ -26,7 +29,7 @@ struct ServerOptions {
 class Server {
  public:
   // Builds the machine and starts serving. Errors: kInvalidArgument for bad options,
-  // kUnavailable when the address cannot be listened on.
+  // kUnavailable when the address (or the metrics address) cannot be listened on.
   static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options);
 
   // Shutdown()s and waits.
@@ -38,8 +41,11 @@ class Server {
   int bound_port() const;
   // The listen address with the bound port in place of port 0.
   std::string listening_address() const;
+  // The port /metrics is served on; 0 when metrics are off.
+  int metrics_port() const;
 
-  // Graceful shutdown: the health service turns NOT_SERVING; new Ingest and ListPages streams
+  // Graceful shutdown: the health service turns NOT_SERVING and /healthz answers 503 (until the
+  // Server is destroyed, which stops the metrics endpoint); new Ingest and ListPages streams
   // are refused with UNAVAILABLE; open Ingest streams stop reading, answer the batches they have
   // read and end; then the gRPC server stops (calls still running after a grace period are
   // cancelled). Returns when all of this is done. Idempotent; concurrent callers all wait.

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/content_id.h"
+#include "core/page_owner_sort.h"
 #include "core/reports.h"
 #include "core/status_macros.h"
 #include "server/to_grpc_status.h"
@@ -42,15 +44,27 @@ void ToProto(const PageOwner& p, v1::PageRecord* out) {
   out->set_allocated(p.allocated);
   out->set_pageblock_migratetype(static_cast<v1::MigrateType>(p.pageblock_migratetype));
   out->set_page_flags(p.page_flags);
+  if (p.extras != nullptr) {
+    v1::PrintedExtras* x = out->mutable_printed();
+    x->set_page_flags(p.extras->page_flags);
+    x->set_flags_text(p.extras->flags_text);
+    x->set_gfp_names(p.extras->gfp_names);
+    x->set_slab_cache(p.extras->slab_cache);
+    x->set_memcg(p.extras->memcg);
+  }
 }
 
 void ToProto(const StackUsage& s, const SymbolTable& symbols, v1::Stack* out) {
   out->set_handle(s.handle.raw());
+  // The content id hashes the printed frames, which are at hand here.
+  ContentIdHasher content_id;
   for (uint64_t ip : s.frames) {
     v1::Frame* f = out->add_frames();
     f->set_ip(ip);
     f->set_symbol(symbols.FormatFrame(ip));
+    content_id.AddFrame(f->symbol());
   }
+  out->set_content_id(content_id.id());
   out->set_pages(s.pages);
   out->set_allocations(s.allocations);
 }
@@ -130,6 +144,13 @@ class PageOwnerService::IngestReactor final
     service_->counters_.batches.fetch_add(1, std::memory_order_relaxed);
     if (!prepared.ok()) {
       service_->counters_.batches_rejected.fetch_add(1, std::memory_order_relaxed);
+      // Its events are answered with the batch's code.
+      for (const int kind : request_.kind()) {
+        const bool known = kind >= v1::EVENT_KIND_ALLOC && kind <= v1::EVENT_KIND_IMPORT;
+        service_->counters_.CountEvent(
+            known ? kind - v1::EVENT_KIND_ALLOC : IngestCounters::kOtherKind,
+            ToRpcCode(prepared.code()));
+      }
     }
     Ref();
     service_->writer_.Submit(std::move(batch), [this](v1::BatchResult result, PreparedBatch used) {
@@ -694,6 +715,72 @@ absl::Status PageOwnerService::DoSetTracking(const v1::SetTrackingRequest& reque
     response->set_tracking(m.tracking());
     response->set_early_pages(m.counters().early_handle_pages - before);
   });
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* PageOwnerService::SortPages(grpc::CallbackServerContext* context,
+                                                      const v1::SortRequest* request,
+                                                      v1::SortResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(DoSortPages(*request, response)));
+  return reactor;
+}
+
+absl::Status PageOwnerService::DoSortPages(const v1::SortRequest& request,
+                                           v1::SortResponse* response) {
+  const std::vector<std::string> args(request.args().begin(), request.args().end());
+  PO_ASSIGN_OR_RETURN(SortOptions options, ParseSortArgs(args));
+  if (!options.operands.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_owner_sort operands are not taken here (the daemon's blocks are the "
+                     "input): ",
+                     options.operands.front()));
+  }
+  DumpFormat format;
+  switch (request.format()) {
+    case v1::DUMP_FORMAT_TODAY:
+      format = DumpFormat::kToday;
+      break;
+    case v1::DUMP_FORMAT_FREE_TS:
+      format = DumpFormat::kFreeTs;
+      break;
+    case v1::DUMP_FORMAT_2016:
+      format = DumpFormat::k2016;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown dump format ", request.format()));
+  }
+  // The blocks are rendered a slice at a time under the reader lock, as ListPages reads them,
+  // so that ingest waits for one slice, not for the whole machine.
+  constexpr int kBlocksPerHold = 16384;
+  PageOwnerSorter sorter;
+  std::string text;
+  uint64_t next = 0;
+  bool done = false;
+  while (!done) {
+    text.clear();
+    done = true;
+    machine_->Read([&](const Machine& m) {
+      int n = 0;
+      m.ForEachOwnedBlock(Pfn(next), [&](const PageOwner& p) {
+        if (n++ == kBlocksPerHold) {
+          next = p.pfn.raw();
+          done = false;
+          return false;
+        }
+        AppendPageOwnerBlock(p, m.depot().Fetch(p.handle), m.symbols(), format, &text);
+        return true;
+      });
+    });
+    sorter.AddText(text);
+  }
+  const SortReport report = sorter.Report(options);
+  response->set_output(report.output);
+  response->set_stdout_text(report.stdout_text);
+  response->set_stderr_text(report.stderr_text);
+  response->set_loaded(report.loaded);
+  response->set_records(report.records);
+  response->set_completed(report.completed);
   return absl::OkStatus();
 }
 

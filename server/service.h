@@ -63,6 +63,9 @@ class PageOwnerService final : public v1::PageOwner::CallbackService {
   grpc::ServerUnaryReactor* SetTracking(grpc::CallbackServerContext* context,
                                         const v1::SetTrackingRequest* request,
                                         v1::SetTrackingResponse* response) override;
+  grpc::ServerUnaryReactor* SortPages(grpc::CallbackServerContext* context,
+                                      const v1::SortRequest* request,
+                                      v1::SortResponse* response) override;
 
   // Shutdown, first step: new Ingest and ListPages streams are refused with UNAVAILABLE; each
   // open Ingest stream reads no further batch, answers the batches it has read and then ends
@@ -89,6 +92,7 @@ class PageOwnerService final : public v1::PageOwner::CallbackService {
   absl::Status DoGetStats(v1::Stats* response);
   absl::Status DoSetTracking(const v1::SetTrackingRequest& request,
                              v1::SetTrackingResponse* response);
+  absl::Status DoSortPages(const v1::SortRequest& request, v1::SortResponse* response);
 
   void Unregister(IngestReactor* reactor) ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(ListPagesReactor* reactor) ABSL_LOCKS_EXCLUDED(mu_);

@@ -22,6 +22,8 @@ void SharedMachine::ApplyBatch(absl::Span<Event> events, absl::Span<const absl::
     const size_t end = std::min(n, i + kEventsPerHold);
     absl::WriterMutexLock lock(&mu_);
     for (; i < end; ++i) {
+      // Records of frees and migrations a few events ahead: their cache misses overlap.
+      if (i + kPrefetchDistance < n) machine_.Prefetch(events[i + kPrefetchDistance]);
       if (!prechecked[i].ok()) {
         (*results)[i] = EventResult{prechecked[i], Pfn(), StackHandle()};
         continue;

@@ -35,7 +35,8 @@ namespace pageowner::server {
 class SharedMachine {
  public:
   // Events applied a lock hold.
-  static constexpr size_t kEventsPerHold = 1024;
+  static constexpr size_t kEventsPerHold = 256;
+  static constexpr size_t kPrefetchDistance = 8;
 
   // REQUIRES: Machine::ValidateOptions(options).ok().
   explicit SharedMachine(const MachineOptions& options);

@@ -1,10 +1,13 @@
 #include "client/commands.h"
 
+#include <regex>
 #include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "client/client.h"
+#include "core/content_id.h"
 #include "core/machine.h"
 #include "core/reports.h"
 #include "core/workload.h"
@@ -154,8 +157,11 @@ TEST(DispatchTest, HelpListsEveryCommand) {
   EXPECT_EQ(r.code, kExitOk);
   for (const char* synopsis :
        {"  page PFN [--json]\n", "  stack HANDLE [--json]\n",
-        "  stacks [--threshold N] [--top N] [--sort pages|allocs|newest] [--handles]\n", "  dump\n",
-        "  stats [--json]\n", "  replay FILE [--batch N]\n",
+        "  stacks [--threshold N] [--top N] [--sort pages|allocs|newest] [--handles]\n",
+        "  dump [--format today|v6.2|2016]\n", "  stats [--json]\n",
+        "  replay FILE [--batch N] [--format jsonl|ftrace]\n",
+        "  import FILE [--force] [--batch N]\n",
+        "  sort [--format today|v6.2|2016] [page_owner_sort options]\n",
         "  load --events N [--stacks S] [--fill F] [--seed X] [--batch N]\n", "  help\n",
         "--server=HOST:PORT"}) {
     EXPECT_TRUE(absl::StrContains(r.out, synopsis)) << synopsis;
@@ -397,8 +403,22 @@ TEST_F(CommandsTest, StacksIsShowStacks) {
             client_, {.threshold = threshold, .top = 0, .sort = "newest", .handles = handles}, io);
       });
       EXPECT_EQ(r.code, kExitOk);
-      EXPECT_EQ(r.out, ShowStacksText(machine_, threshold,
-                                      handles ? StacksView::kStacksHandles : StacksView::kStacks));
+      if (!handles) {
+        EXPECT_EQ(r.out, ShowStacksText(machine_, threshold, StacksView::kStacks));
+        continue;
+      }
+      // show_stacks_handles with our content_id line under each handle line.
+      std::string expected;
+      machine_.depot().ForEachOwnerStack([&](const StackUsage& s) {
+        if (s.pages < 1 || s.pages < threshold) return;
+        AppendStackEntry(s, machine_.symbols(), StacksView::kStacksHandles, &expected);
+        expected.insert(
+            expected.size() - 1,
+            absl::StrFormat("content_id: 0x%016x\n", StackContentId(s.frames, machine_.symbols())));
+      });
+      EXPECT_EQ(r.out, expected);
+      EXPECT_EQ(std::regex_replace(r.out, std::regex("content_id: 0x[0-9a-f]{16}\n"), ""),
+                ShowStacksText(machine_, threshold, StacksView::kStacksHandles));
     }
   }
   // By pages, the first entry owns the most.
@@ -422,8 +442,10 @@ TEST_F(CommandsTest, Stack) {
   EXPECT_EQ(r.code, kExitOk);
   std::string expected;
   for (uint64_t ip : some->frames) absl::StrAppend(&expected, " ", Workload::SymbolName(ip), "\n");
-  absl::StrAppend(&expected, "handle: ", some->handle.raw(), "\nnr_base_pages: ", some->pages,
-                  "\nallocations: ", some->allocations, "\n");
+  absl::StrAppend(
+      &expected, "handle: ", some->handle.raw(), "\n",
+      absl::StrFormat("content_id: 0x%016x\n", StackContentId(some->frames, machine_.symbols())),
+      "nr_base_pages: ", some->pages, "\nallocations: ", some->allocations, "\n");
   EXPECT_EQ(r.out, expected);
 
   r = Run([&](Io io) { return RunStack(client_, {StackHandle(7), false}, io); });

@@ -114,7 +114,8 @@ class Daemon {
       dup2(fds[1], 2);
       close(fds[0]);
       const std::string mem = absl::StrCat("--memory=", memory);
-      execl(PAGEOWNERD_BIN, PAGEOWNERD_BIN, "--listen=127.0.0.1:0", mem.c_str(), nullptr);
+      execl(PAGEOWNERD_BIN, PAGEOWNERD_BIN, "--listen=127.0.0.1:0", mem.c_str(),
+            "--metrics_listen=none", nullptr);
       _exit(127);
     }
     close(fds[1]);
@@ -310,8 +311,14 @@ TEST_F(ClientEndToEndTest, LoadThenDumpStacksAndPageAgree) {
   r = Cli({"stacks", "--top", "3", "--handles", "--sort", "allocs"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(Blocks(r.out).size(), 3u);
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ':'), 3);  // handle: H, three times
+  // handle: H and content_id: 0x..., three times.
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ':'), 6);
   EXPECT_TRUE(absl::StrContains(r.out, "\nhandle: ")) << r.out;
+  for (const std::string& block : Blocks(r.out)) {
+    EXPECT_TRUE(
+        std::regex_search(block, std::regex("\nhandle: [0-9]+\ncontent_id: 0x[0-9a-f]{16}\n")))
+        << block;
+  }
 }
 
 TEST_F(ClientEndToEndTest, ErrorsAndUsage) {

@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "core/content_id.h"
 #include "core/reports.h"
 
 namespace pageowner::testing {
@@ -206,6 +207,7 @@ void FakePageOwner::ToStack(const Machine& m, StackHandle h, v1::Stack* out) {
     f->set_ip(ip);
     f->set_symbol(m.symbols().FormatFrame(ip));
   }
+  out->set_content_id(StackContentId(u.frames, m.symbols()));
   out->set_pages(u.pages);
   out->set_allocations(u.allocations);
 }

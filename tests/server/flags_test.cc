@@ -87,7 +87,8 @@ FlagValues Defaults() {
                     .stack_depth = 16,
                     .depot_max_pools = 8192,
                     .max_batch_events = 65536,
-                    .tracking = true};
+                    .tracking = true,
+                    .metrics_listen = "127.0.0.1:9464"};
 }
 
 TEST(MakeServerOptionsTest, Defaults) {

@@ -60,6 +60,43 @@ TEST_F(IngestStreamTest, TranslatesEveryKind) {
   EXPECT_EQ(migrate.pid, 0);
 }
 
+TEST_F(IngestStreamTest, TranslatesImportsWithTheirExtras) {
+  v1::EventBatch b;
+  v1::StackDef* stack = b.add_stacks();
+  stack->set_id(1);
+  stack->add_frames()->set_symbol("get_page_from_freelist+0x121a/0x13b0");
+  v1::ExtrasDef* def = b.add_extras();
+  def->set_id(3);
+  def->mutable_extras()->set_flags_text("0x0(zone=1)");
+  def->mutable_extras()->set_memcg("Charged to memcg /");
+  b.add_kind(v1::EVENT_KIND_IMPORT);
+  b.add_pfn(0x1000);
+  b.add_order(1);
+  b.add_stack_id(1);
+  b.add_reason(v1::MIGRATE_REASON_COMPACTION);
+  b.add_free_ts_ns(5);
+  b.add_pageblock_migratetype(v1::MIGRATE_TYPE_MOVABLE + 1);
+  b.add_extras_id(3);
+  ASSERT_TRUE(stream_.Prepare(b, &out_).ok());
+  ASSERT_EQ(out_.events.size(), 1u);
+  EXPECT_TRUE(out_.prechecked[0].ok());
+  const auto& e = std::get<ImportEvent>(out_.events[0]);
+  EXPECT_EQ(e.pfn.raw(), 0x1000u);
+  EXPECT_EQ(e.order.raw(), 1u);
+  EXPECT_EQ(e.free_ts_ns, 5u);
+  EXPECT_EQ(e.last_migrate_reason, MigrateReason::kCompaction);
+  EXPECT_EQ(e.pageblock_migratetype, MigrateType::kMovable);
+  ASSERT_NE(e.extras, nullptr);
+  EXPECT_EQ(e.extras->flags_text, "0x0(zone=1)");
+  EXPECT_EQ(e.extras->memcg, "Charged to memcg /");
+
+  // An extras id no batch defined: the batch is malformed.
+  b.clear_extras();
+  b.set_extras_id(0, 4);
+  EXPECT_EQ(stream_.Prepare(b, &out_).message(),
+            "malformed batch: event 0: extras id 4 is not defined in this stream");
+}
+
 TEST_F(IngestStreamTest, EmptyColumnsReadAsZeros) {
   v1::EventBatch b;
   b.add_kind(v1::EVENT_KIND_FREE);

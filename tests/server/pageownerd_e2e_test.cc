@@ -37,7 +37,9 @@ class Daemon {
       dup2(err[1], 2);
       close(out[0]);
       close(err[0]);
-      std::vector<char*> argv = {const_cast<char*>(PAGEOWNERD_PATH)};
+      // No metrics endpoint (its default port would clash between tests run in parallel).
+      std::vector<char*> argv = {const_cast<char*>(PAGEOWNERD_PATH),
+                                 const_cast<char*>("--metrics_listen=none")};
       for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
       execv(PAGEOWNERD_PATH, argv.data());

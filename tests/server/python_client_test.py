@@ -35,7 +35,7 @@ def main():
         from pageowner.v1 import pageowner_pb2_grpc as pb_grpc
 
         daemon = subprocess.Popen(
-            [args.pageownerd, "--listen=127.0.0.1:0", "--memory=64MiB"],
+            [args.pageownerd, "--listen=127.0.0.1:0", "--memory=64MiB", "--metrics_listen=none"],
             stderr=subprocess.PIPE, text=True)
         try:
             line = daemon.stderr.readline()

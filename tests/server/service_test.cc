@@ -361,7 +361,7 @@ TEST_F(ServiceTest, MalformedBatchesAreRefusedWholeAndTheStreamGoesOn) {
       "event 0: task id 9 is not defined in this stream",
       "column gfp_mask has 1 values for 2 events",
       "1025 events, more than --max_batch_events=1024",
-      "event 1: kind 0 (EVENT_KIND_UNSPECIFIED) is not ALLOC, FREE or MIGRATE",
+      "event 1: kind 0 (EVENT_KIND_UNSPECIFIED) is not ALLOC, FREE, MIGRATE or IMPORT",
       "event 0: stack id 2 is not defined in this stream",
       ""};
   for (size_t i = 0; i < out.results.size(); ++i) {

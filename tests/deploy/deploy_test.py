@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+"""Checks of the deployment files under deploy/ (run by ctest with /usr/bin/python3).
+
+- every YAML file of deploy/kubernetes and deploy/prometheus parses (python3-yaml);
+- the DaemonSet has liveness and readiness probes, resource requests and limits, and the
+  Prometheus scrape annotations, whose port is the container's metrics port;
+- `systemd-analyze verify` passes on deploy/systemd/pageownerd.service (ExecStart pointed at the
+  built pageownerd in a temporary copy), when systemd-analyze exists;
+- `promtool check config deploy/prometheus/prometheus.yml` passes;
+- deploy/grafana/pageownerd.json is JSON, uses ${datasource}, has job and instance variables,
+  and names only metrics that a running pageownerd's /metrics exports;
+- deploy/Dockerfile, which cannot be built here (no container engine), is checked statically:
+  multi-stage, a non-root USER, a HEALTHCHECK, runtime packages that exist in Debian.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+import urllib.request
+
+import yaml
+
+ARGS = None
+
+
+def repo(*parts):
+    return os.path.join(ARGS.source_dir, *parts)
+
+
+def exported_metric_names(pageownerd):
+    """The metric names of a running pageownerd's /metrics (histograms by their series names)."""
+    daemon = subprocess.Popen(
+        [pageownerd, "--listen=127.0.0.1:0", "--memory=64MiB", "--metrics_listen=127.0.0.1:0"],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        daemon.stderr.readline()
+        line = daemon.stderr.readline()
+        m = re.fullmatch(r"pageownerd: metrics on (http://127\.0\.0\.1:\d+/metrics)\n", line)
+        assert m, "unexpected metrics line: %r" % line
+        with urllib.request.urlopen(m.group(1), timeout=5) as r:
+            text = r.read().decode()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+        daemon.stderr.close()
+    names = set()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+    return names
+
+
+class DeployTest(unittest.TestCase):
+    def test_yaml_parses(self):
+        files = sorted(glob.glob(repo("deploy", "kubernetes", "*.yaml")) +
+                       glob.glob(repo("deploy", "prometheus", "*.yml")))
+        self.assertGreaterEqual(len(files), 4, files)
+        for path in files:
+            with open(path) as f:
+                docs = [d for d in yaml.safe_load_all(f) if d is not None]
+            self.assertTrue(docs, path)
+
+    def test_daemonset(self):
+        with open(repo("deploy", "kubernetes", "daemonset.yaml")) as f:
+            ds = yaml.safe_load(f)
+        self.assertEqual(ds["kind"], "DaemonSet")
+        template = ds["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        self.assertEqual(annotations["prometheus.io/scrape"], "true")
+        self.assertEqual(annotations["prometheus.io/path"], "/metrics")
+        (container,) = template["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        self.assertEqual(ports, {"grpc": 50051, "metrics": 9464})
+        self.assertEqual(int(annotations["prometheus.io/port"]), ports["metrics"])
+        for kind in ("requests", "limits"):
+            self.assertIn("cpu", container["resources"][kind])
+            self.assertIn("memory", container["resources"][kind])
+        self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/healthz")
+        self.assertIn("readinessProbe", container)
+        self.assertTrue(template["spec"]["securityContext"]["runAsNonRoot"])
+        # The daemon must listen beyond loopback in a pod for the probes and the scrapes.
+        args = " ".join(container.get("args", []))
+        with open(repo("deploy", "Dockerfile")) as f:
+            entrypoint = [l for l in f if l.startswith("ENTRYPOINT")][0]
+        self.assertIn("--metrics_listen=0.0.0.0:9464", entrypoint + args)
+        self.assertIn("--listen=0.0.0.0:50051", entrypoint + args)
+
+    def test_systemd_unit_verifies(self):
+        analyze = shutil.which("systemd-analyze")
+        if analyze is None:
+            self.skipTest("no systemd-analyze")
+        with open(repo("deploy", "systemd", "pageownerd.service")) as f:
+            unit = f.read()
+        for key in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                    "StateDirectory=", "Restart=on-failure", "EnvironmentFile="):
+            self.assertIn(key, unit)
+        self.assertIn("ExecStart=/usr/local/bin/pageownerd ", unit)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "pageownerd.service")
+            with open(path, "w") as f:
+                f.write(unit.replace("/usr/local/bin/pageownerd", os.path.abspath(ARGS.pageownerd)))
+            r = subprocess.run([analyze, "verify", path], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertNotIn("pageownerd.service", r.stderr, r.stderr)  # no warnings on our unit
+
+    def test_environment_file_flags_parse(self):
+        with open(repo("deploy", "systemd", "pageownerd.default")) as f:
+            m = re.search(r'^PAGEOWNERD_FLAGS="([^"]*)"', f.read(), re.M)
+        self.assertTrue(m)
+        # --help parses nothing; check the flags with a bad extra flag after them instead: the
+        # daemon must complain about that one, not about ours.
+        r = subprocess.run([ARGS.pageownerd] + m.group(1).split() + ["--no_such_flag"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr, "pageownerd: unknown flag --no_such_flag\n")
+
+    def test_promtool_check_config(self):
+        promtool = "/usr/bin/promtool"
+        self.assertTrue(os.access(promtool, os.X_OK), "promtool missing: Debian's prometheus")
+        r = subprocess.run([promtool, "check", "config", repo("deploy", "prometheus",
+                                                              "prometheus.yml")],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_grafana_dashboard(self):
+        with open(repo("deploy", "grafana", "pageownerd.json")) as f:
+            text = f.read()
+        dashboard = json.loads(text)
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        self.assertEqual(variables["datasource"]["type"], "datasource")
+        self.assertIn("job", variables)
+        self.assertIn("instance", variables)
+        self.assertIn("${datasource}", text)
+        exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+        self.assertTrue(exprs)
+        for p in dashboard["panels"]:
+            self.assertEqual(p["datasource"]["uid"], "${datasource}", p["title"])
+        queries = [json.dumps(v.get("query", "")) for v in variables.values()]
+        used = set()
+        for e in exprs + queries:
+            used |= set(re.findall(r"\b((?:pageowner|process)_[a-zA-Z0-9_]+)", e))
+        exported = exported_metric_names(ARGS.pageownerd)
+        self.assertFalse(used - exported, "the dashboard names metrics the daemon does not export")
+        self.assertIn("pageowner_rpc_duration_seconds_bucket", used)
+
+    def test_dockerfile_statically(self):
+        # No container engine here: the Dockerfile is not built, only read.
+        with open(repo("deploy", "Dockerfile")) as f:
+            text = f.read().replace("\\\n", " ")  # continuation lines joined
+        lines = [l.strip() for l in text.splitlines() if l.strip() and not l.startswith("#")]
+        stages = [l for l in lines if l.startswith("FROM ")]
+        self.assertGreaterEqual(len(stages), 2)
+        self.assertTrue(all("bookworm" in s for s in stages), stages)
+        self.assertRegex(stages[0], r" AS \w+")
+        self.assertTrue(any(l.startswith("COPY --from=") for l in lines))
+        users = [l.split()[1] for l in lines if l.startswith("USER ")]
+        self.assertTrue(users)
+        self.assertNotIn(users[-1].split(":")[0], ("0", "root"))
+        self.assertTrue(any(l.startswith("HEALTHCHECK ") and "/healthz" in l for l in lines))
+        # The runtime packages exist in Debian (when apt's lists are here to ask).
+        text = " ".join(lines)
+        runtime = text[text.index("FROM debian:bookworm-slim"):]
+        m = re.search(r"--no-install-recommends\s+(.*?)\s*&&", runtime)
+        self.assertTrue(m)
+        if shutil.which("apt-cache"):
+            for package in m.group(1).replace("\\", " ").split():
+                r = subprocess.run(["apt-cache", "show", package], capture_output=True)
+                if r.returncode != 0 and b"No packages found" in r.stderr:
+                    self.fail("Dockerfile installs %s, which Debian does not have" % package)
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--source_dir", required=True)
+    parser.add_argument("--pageownerd", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

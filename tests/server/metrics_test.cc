@@ -1,0 +1,141 @@
+// The metrics endpoint in process: /healthz through a shutdown, /metrics' content type and
+// families, rpc counts from the interceptor, and the address syntax.
+#include "server/metrics.h"
+
+#include <map>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "server/flags.h"
+#include "tests/server/test_util.h"
+
+namespace pageowner::server {
+namespace {
+
+using testing::BatchBuilder;
+
+std::unique_ptr<Server> StartWithMetrics() {
+  ServerOptions options = testing::SmallOptions();
+  options.metrics_listen_address = "127.0.0.1:0";
+  return testing::StartServer(options);
+}
+
+TEST(MetricsTest, HealthzIsOkWhileServingAnd503AfterShutdown) {
+  std::unique_ptr<Server> server = StartWithMetrics();
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(server->metrics_port(), 0);
+  httplib::Client http("127.0.0.1", server->metrics_port());
+  httplib::Result r = http.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "ok\n");
+  server->Shutdown();
+  r = http.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  r = http.Get("/nothing");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+}
+
+TEST(MetricsTest, MetricsCountRpcsAndEvents) {
+  std::unique_ptr<Server> server = StartWithMetrics();
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::PageOwner::NewStub(testing::Channel(server->bound_port()));
+  BatchBuilder b(1);
+  b.Stack(1, std::vector<uint64_t>{0xffffffff81000010ULL}).Alloc(0, 1).Alloc(1, 1).Free(12345, 0);
+  testing::IngestOne(stub.get(), b.batch());
+  grpc::ClientContext context;
+  v1::Stack stack;
+  v1::GetStackRequest request;
+  request.set_handle(7);
+  EXPECT_EQ(stub->GetStack(&context, request, &stack).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  httplib::Client http("127.0.0.1", server->metrics_port());
+  httplib::Result r = http.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = r->body;
+  for (const char* line : {
+           "pageowner_events_total{kind=\"alloc\",code=\"OK\"} 2\n",
+           "pageowner_events_total{kind=\"free\",code=\"FAILED_PRECONDITION\"} 1\n",
+           "pageowner_events_total{kind=\"free\",code=\"OK\"} 0\n",
+           "pageowner_ingest_batches_total{result=\"ok\"} 1\n",
+           "pageowner_memory_pages 16384\n",
+           "pageowner_allocated_pages{order=\"1\",migratetype=\"Unmovable\"} 2\n",
+           "pageowner_rpc_requests_total{method=\"pageowner.v1.PageOwner/GetStack\","
+           "code=\"NOT_FOUND\"} 1\n",
+           "pageowner_rpc_requests_total{method=\"pageowner.v1.PageOwner/Ingest\",code=\"OK\"} 1\n",
+           "pageowner_rpc_duration_seconds_count{method=\"pageowner.v1.PageOwner/Ingest\"} 1\n",
+           "pageowner_rpc_duration_seconds_bucket{method=\"pageowner.v1.PageOwner/GetStack\","
+           "le=\"+Inf\"} 1\n",
+           "# TYPE pageowner_rpc_duration_seconds histogram\n",
+       }) {
+    EXPECT_TRUE(absl::StrContains(text, line)) << line << "\nnot in\n" << text;
+  }
+}
+
+TEST(MetricsTest, NoMetricsAddressServesNothing) {
+  std::unique_ptr<Server> server = testing::StartServer(testing::SmallOptions());
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->metrics_port(), 0);
+}
+
+TEST(MetricsTest, AnAddressInUseFailsTheServer) {
+  std::unique_ptr<Server> first = StartWithMetrics();
+  ASSERT_NE(first, nullptr);
+  ServerOptions options = testing::SmallOptions();
+  options.metrics_listen_address = absl::StrCat("127.0.0.1:", first->metrics_port());
+  absl::StatusOr<std::unique_ptr<Server>> second = Server::Create(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(MetricsTest, SplitHostPort) {
+  EXPECT_EQ(*SplitHostPort("127.0.0.1:9464"), std::make_pair(std::string("127.0.0.1"), 9464));
+  EXPECT_EQ(*SplitHostPort("[::1]:0"), std::make_pair(std::string("::1"), 0));
+  EXPECT_EQ(*SplitHostPort("localhost:65535"), std::make_pair(std::string("localhost"), 65535));
+  for (const char* bad : {"", "9464", ":9464", "host:", "host:65536", "host:-1", "host:9x",
+                          "::1:9464", "[::1]", "[]:1", "host:123456"}) {
+    EXPECT_EQ(SplitHostPort(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(MetricsTest, MetricsListenFlag) {
+  FlagValues flags{.listen = "127.0.0.1:50051",
+                   .memory = "64MiB",
+                   .stack_depth = 16,
+                   .depot_max_pools = 8192,
+                   .max_batch_events = 1024,
+                   .tracking = true,
+                   .metrics_listen = "none"};
+  EXPECT_EQ(MakeServerOptions(flags)->metrics_listen_address, "");
+  flags.metrics_listen = "0.0.0.0:9464";
+  EXPECT_EQ(MakeServerOptions(flags)->metrics_listen_address, "0.0.0.0:9464");
+  flags.metrics_listen = "9464";
+  const absl::Status s = MakeServerOptions(flags).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(s.message(), "--metrics_listen=9464: ")) << s.message();
+}
+
+TEST(MetricsTest, RpcMetricsEscapeAndCapMethods) {
+  RpcMetrics rpcs;
+  rpcs.Record("/a\"b\\c\nd", 0, absl::Microseconds(30));
+  for (size_t i = 0; i < RpcMetrics::kMaxMethods + 5; ++i) {
+    rpcs.Record(absl::StrCat("/m", i), 5, absl::Seconds(20));
+  }
+  std::string out;
+  rpcs.AppendTo(&out);
+  EXPECT_TRUE(absl::StrContains(out, "method=\"a\\\"b\\\\c\\nd\",code=\"OK\"} 1\n")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "{method=\"a\\\"b\\\\c\\nd\",le=\"5e-05\"} 1\n")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "{method=\"a\\\"b\\\\c\\nd\",le=\"2.5e-05\"} 0\n")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "{method=\"other\",code=\"NOT_FOUND\"} 6\n")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "{method=\"other\",le=\"10\"} 0\n")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "{method=\"other\",le=\"+Inf\"} 6\n")) << out;
+}
+
+}  // namespace
+}  // namespace pageowner::server
