@@ -20,29 +20,17 @@
 #include "absl/strings/str_cat.h"
 #include "core/page_owner_sort.h"
 #include "gtest/gtest.h"
+#include "tests/client/process.h"
 
 namespace pageowner {
 namespace {
 
 #if defined(PAGEOWNERD_BIN)
 
-struct Ran {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TMPDIR");
-  return absl::StrCat(dir ? dir : "/tmp", "/pageowner_rk_", getpid(), "_", name);
-}
+using e2e::Ran;
+using e2e::ReadFile;
+using e2e::RunProgram;
+using e2e::TempPath;
 
 std::string Data(const std::string& name) {
   return absl::StrCat(PAGEOWNER_TEST_DATA_DIR, "/", name);
@@ -59,86 +47,16 @@ std::string ReadXz(const std::string& name) {
   return text;
 }
 
-Ran RunProgram(const std::vector<std::string>& argv) {
-  const std::string out_path = TempPath("out");
-  const std::string err_path = TempPath("err");
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int in = open("/dev/null", O_RDONLY);
-    const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (in < 0 || out < 0 || err < 0) _exit(127);
-    dup2(in, 0);
-    dup2(out, 1);
-    dup2(err, 2);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  Ran r;
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = ReadFile(out_path);
-  r.err = ReadFile(err_path);
-  std::remove(out_path.c_str());
-  std::remove(err_path.c_str());
-  return r;
-}
-
-// A pageownerd on 127.0.0.1, on the port the kernel picks.
-class Daemon {
+// A pageownerd on 127.0.0.1, on the port the kernel picks, and the CLI pointed at it.
+class Daemon : public e2e::DaemonProcess {
  public:
-  Daemon(const std::string& memory, bool tracking) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 2);
-      close(fds[0]);
-      const std::string mem = absl::StrCat("--memory=", memory);
-      const std::string track = absl::StrCat("--tracking=", tracking ? "true" : "false");
-      execl(PAGEOWNERD_BIN, PAGEOWNERD_BIN, "--listen=127.0.0.1:0", mem.c_str(), track.c_str(),
-            "--metrics_listen=none", nullptr);
-      _exit(127);
-    }
-    close(fds[1]);
-    FILE* err = fdopen(fds[0], "r");
-    char line[1024];
-    const std::string marker = "pageownerd: listening on ";
-    while (fgets(line, sizeof(line), err) != nullptr) {
-      std::string l(line);
-      if (absl::StartsWith(l, marker)) {
-        address_ = l.substr(marker.size(), l.find_first_of(" \n", marker.size()) - marker.size());
-        break;
-      }
-    }
-    drain_ = std::thread([err] {
-      char buf[1024];
-      while (fgets(buf, sizeof(buf), err) != nullptr) {
-      }
-      fclose(err);
-    });
-  }
-  ~Daemon() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (drain_.joinable()) drain_.join();
-  }
+  Daemon(const std::string& memory, bool tracking)
+      : DaemonProcess(PAGEOWNERD_BIN, {absl::StrCat("--memory=", memory),
+                                       absl::StrCat("--tracking=", tracking ? "true" : "false")}) {}
   Ran Cli(std::vector<std::string> args) const {
-    args.insert(args.begin(), {PAGEOWNER_CLI, absl::StrCat("--server=", address_)});
+    args.insert(args.begin(), {PAGEOWNER_CLI, absl::StrCat("--server=", address())});
     return RunProgram(args);
   }
-  const std::string& address() const { return address_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string address_;
-  std::thread drain_;
 };
 
 // show_stacks entries: frames text -> nr_base_pages.
