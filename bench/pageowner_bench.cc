@@ -525,31 +525,6 @@ void InternAll(const Workload& w, client::Session* s, std::vector<client::StackI
   for (const WorkloadTask& t : w.tasks()) tasks->push_back(s->InternTask({t.pid, t.tgid, t.comm}));
 }
 
-void AddEvent(client::Session* s, const WorkloadEvent& e, client::StackId stack,
-              client::TaskId task) {
-  switch (e.kind) {
-    case WorkloadKind::kAlloc:
-      s->Alloc({.order = e.order,
-                .gfp_mask = e.gfp_mask,
-                .stack = stack,
-                .task = task,
-                .ts_ns = e.ts_ns,
-                .pfn = std::nullopt});
-      break;
-    case WorkloadKind::kFree:
-      s->Free({.pfn = e.pfn, .order = e.order, .stack = stack, .task = task, .ts_ns = e.ts_ns});
-      break;
-    case WorkloadKind::kMigrate:
-      s->Migrate({.pfn = e.pfn,
-                  .reason = e.reason,
-                  .target = std::nullopt,
-                  .stack = stack,
-                  .task = task,
-                  .ts_ns = e.ts_ns});
-      break;
-  }
-}
-
 struct StreamOutcome {
   uint64_t events = 0;
   uint64_t failed = 0;      // results not OK
@@ -578,7 +553,8 @@ StreamOutcome StreamRecorded(const std::shared_ptr<grpc::Channel>& channel, cons
   std::vector<client::TaskId> tasks;
   InternAll(*rec.workload, &session, &stacks, &tasks);
   const auto t0 = Clock::now();
-  for (const WorkloadEvent& e : rec.events) AddEvent(&session, e, stacks[e.stack], tasks[e.task]);
+  for (const WorkloadEvent& e : rec.events)
+    client::AddWorkloadEvent(&session, e, stacks[e.stack], tasks[e.task]);
   const absl::Status st = session.Finish();
   out.seconds = Since(t0);
   if (!st.ok()) std::cerr << "pageowner-bench: ingest stream: " << st << "\n";
@@ -622,7 +598,7 @@ StreamOutcome StreamLive(const std::shared_ptr<grpc::Channel>& channel, uint64_t
   for (uint64_t i = 0; i < events; ++i) {
     const WorkloadEvent e = w.Next();
     pending.push_back(e);
-    AddEvent(&session, e, stacks[e.stack], tasks[e.task]);
+    client::AddWorkloadEvent(&session, e, stacks[e.stack], tasks[e.task]);
     if ((i & 1023) == 1023) observe();
   }
   const absl::Status st = session.Finish();

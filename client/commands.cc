@@ -963,28 +963,7 @@ int RunLoad(Client& client, const LoadOptions& options, Io io) {
     pending.push_back(e);
     const client::StackId stack = stack_ids[e.stack];
     const client::TaskId task = task_ids[e.task];
-    switch (e.kind) {
-      case WorkloadKind::kAlloc:
-        session->Alloc({.order = e.order,
-                        .gfp_mask = e.gfp_mask,
-                        .stack = stack,
-                        .task = task,
-                        .ts_ns = e.ts_ns,
-                        .pfn = std::nullopt});
-        break;
-      case WorkloadKind::kFree:
-        session->Free(
-            {.pfn = e.pfn, .order = e.order, .stack = stack, .task = task, .ts_ns = e.ts_ns});
-        break;
-      case WorkloadKind::kMigrate:
-        session->Migrate({.pfn = e.pfn,
-                          .reason = e.reason,
-                          .target = std::nullopt,
-                          .stack = stack,
-                          .task = task,
-                          .ts_ns = e.ts_ns});
-        break;
-    }
+    client::AddWorkloadEvent(session.get(), e, stack, task);
     if ((i & 1023) == 1023) {
       observe();
       if (progress.Due()) {

@@ -587,4 +587,27 @@ SessionStats Session::stats() const {
   return s;
 }
 
+uint64_t AddWorkloadEvent(Session* session, const WorkloadEvent& e, StackId stack, TaskId task) {
+  switch (e.kind) {
+    case WorkloadKind::kAlloc:
+      return session->Alloc({.order = e.order,
+                             .gfp_mask = e.gfp_mask,
+                             .stack = stack,
+                             .task = task,
+                             .ts_ns = e.ts_ns,
+                             .pfn = std::nullopt});
+    case WorkloadKind::kFree:
+      return session->Free(
+          {.pfn = e.pfn, .order = e.order, .stack = stack, .task = task, .ts_ns = e.ts_ns});
+    case WorkloadKind::kMigrate:
+      break;
+  }
+  return session->Migrate({.pfn = e.pfn,
+                           .reason = e.reason,
+                           .target = std::nullopt,
+                           .stack = stack,
+                           .task = task,
+                           .ts_ns = e.ts_ns});
+}
+
 }  // namespace pageowner::client

@@ -20,6 +20,7 @@
 #include "absl/types/span.h"
 #include "core/machine.h"
 #include "core/types.h"
+#include "core/workload.h"
 
 namespace grpc {
 class Channel;
@@ -290,6 +291,10 @@ class Session {
   absl::flat_hash_map<PrintedExtras, uint32_t> extras_ids_;  // extras -> id (sent with the id)
   std::string key_;                                          // scratch for the encodings
 };
+
+// Adds a synthetic workload event (core/workload.h) to `session` with the stack and task ids the
+// session interned for the workload's stacks and tasks; returns its event sequence number.
+uint64_t AddWorkloadEvent(Session* session, const WorkloadEvent& e, StackId stack, TaskId task);
 
 }  // namespace client
 }  // namespace pageowner
