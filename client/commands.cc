@@ -1,3 +1,4 @@
+#include "core/strings.h"
 #include "client/commands.h"
 
 #include <cerrno>
@@ -36,7 +37,6 @@ using client::SessionOptions;
 using Json = nlohmann::json;
 
 // Debian's absl::string_view is not std::string_view.
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // ---- The command table ----
 

@@ -1,3 +1,4 @@
+#include "core/strings.h"
 #include "client/real_kernels.h"
 
 #include <lzma.h>
@@ -28,7 +29,6 @@ using client::IngestResult;
 using client::Session;
 using client::SessionOptions;
 
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;

@@ -1,3 +1,4 @@
+#include "core/strings.h"
 #include "core/ftrace_parser.h"
 
 #include <algorithm>
@@ -11,7 +12,6 @@
 namespace pageowner {
 namespace {
 
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 bool ConsumePrefix(std::string_view* s, std::string_view prefix) {
   if (s->substr(0, prefix.size()) != prefix) return false;

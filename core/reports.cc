@@ -1,3 +1,4 @@
+#include "core/strings.h"
 #include "core/reports.h"
 
 #include "absl/strings/str_cat.h"
@@ -12,7 +13,6 @@ constexpr MigrateType kPrintedTypes[] = {MigrateType::kUnmovable, MigrateType::k
                                          MigrateType::kReclaimable, MigrateType::kHighAtomic,
                                          MigrateType::kIsolate};
 
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // stack_trace_snprint / stack_trace_print with spaces = 0: " %pS\n" a frame.
 void AppendFrames(absl::Span<const uint64_t> frames, const SymbolTable& symbols, std::string* out) {

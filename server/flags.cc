@@ -1,3 +1,4 @@
+#include "core/strings.h"
 #include "server/flags.h"
 
 #include <algorithm>
@@ -20,7 +21,6 @@ namespace pageowner::server {
 namespace {
 
 // Debian's Abseil has its own string_view.
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 struct Suffix {
   std::string_view name;

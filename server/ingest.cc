@@ -1,3 +1,4 @@
+#include "core/strings.h"
 #include "server/ingest.h"
 
 #include <optional>
@@ -11,7 +12,6 @@
 namespace pageowner::server {
 namespace {
 
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 constexpr uint32_t kKnownFlags = v1::EVENT_FLAG_AT_PFN | v1::EVENT_FLAG_AT_TARGET;
 

@@ -1,3 +1,4 @@
+#include "core/strings.h"
 #include "server/metrics.h"
 
 #include <unistd.h>
@@ -19,7 +20,6 @@ namespace pageowner::server {
 namespace {
 
 // Debian's Abseil has its own string_view.
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 constexpr std::string_view kCodeNames[] = {
     "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
