@@ -1,4 +1,3 @@
-#include "core/strings.h"
 #include "core/ftrace_parser.h"
 
 #include <algorithm>
@@ -8,16 +7,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/kernel_flags.h"
+#include "core/strings.h"
 
 namespace pageowner {
 namespace {
-
-
-bool ConsumePrefix(std::string_view* s, std::string_view prefix) {
-  if (s->substr(0, prefix.size()) != prefix) return false;
-  s->remove_prefix(prefix.size());
-  return true;
-}
 
 std::string_view TrimRight(std::string_view s) {
   while (!s.empty() && s.back() == ' ') s.remove_suffix(1);

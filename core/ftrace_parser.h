@@ -1,7 +1,7 @@
 // A streaming parser of ftrace text traces (/sys/kernel/tracing/trace) of the kmem page events:
 // mm_page_alloc, mm_page_free (and mm_page_free_batched), each optionally followed by the
-// `<stack trace>` entry that options/stacktrace adds. Same push shape and problem reporting as
-// core/dump_parser.h.
+// `<stack trace>` entry that options/stacktrace adds. Same push shape as core/dump_parser.h; the
+// line splitter and problem report are core/text_input.h's.
 #ifndef PAGEOWNER_CORE_FTRACE_PARSER_H_
 #define PAGEOWNER_CORE_FTRACE_PARSER_H_
 
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "core/dump_parser.h"
+#include "core/text_input.h"
 #include "core/types.h"
 
 namespace pageowner {
