@@ -20,6 +20,7 @@
 #include "core/types.h"
 #include "pageowner/v1/pageowner.grpc.pb.h"
 #include "pageowner/v1/pageowner.pb.h"
+#include "wire/convert.h"
 
 namespace pageowner::client {
 
@@ -65,32 +66,14 @@ class Client {
   ClientOptions options_;
 };
 
-// The daemon's record as core's plain struct, so that AppendPageOwnerBlock and DumpPageOwnerText
-// print it exactly as the daemon would.
-PageOwner ToPageOwner(const v1::PageRecord& record);
-// The same with the record's printed extras (imported blocks), kept in *storage, which must
-// outlive the returned PageOwner's use.
-PageOwner ToPageOwner(const v1::PageRecord& record, PrintedExtras* storage);
-
-// The wire's migrate reason (the kernel's enum shifted by one) and back.
-MigrateReason FromWireReason(int reason);
-int ToWireReason(MigrateReason reason);
-
-// A stack received from the daemon, with storage for its addresses.
-struct ReceivedStack {
-  StackHandle handle;
-  std::vector<uint64_t> ips;
-  int64_t pages = 0;
-  uint64_t allocations = 0;
-
-  // A view for AppendStackEntry; valid while this object lives and is not changed.
-  StackUsage usage() const;
-};
-
-// Names each frame's address in `symbols` with the text the daemon printed for it (frames the
-// daemon printed as a bare "0x..." address stay unnamed, and so print the same) and returns the
-// stack's addresses and usage.
-ReceivedStack ReceiveStack(const v1::Stack& stack, SymbolTable* symbols);
+// The conversions the CLI's renderers use, from the wire library (wire/convert.h).
+using wire::ReceivedStack;
+inline PageOwner ToPageOwner(const v1::PageRecord& record, PrintedExtras* storage) {
+  return wire::FromProto(record, storage);
+}
+inline ReceivedStack ReceiveStack(const v1::Stack& stack, SymbolTable* symbols) {
+  return wire::FromProto(stack, symbols);
+}
 
 }  // namespace pageowner::client
 

@@ -4,6 +4,7 @@
 #include <deque>
 #include <utility>
 
+#include "wire/convert.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -33,11 +34,6 @@ constexpr uint32_t kExtrasColumn = 1 << 11;
 // A StackDef or TaskDef costs about this much on the wire besides its strings.
 constexpr size_t kDefinitionOverhead = 8;
 constexpr size_t kFrameOverhead = 12;
-
-// The wire's migrate reason, NONE for kNone.
-int ToWireReasonOrNone(MigrateReason r) {
-  return r == MigrateReason::kNone ? 0 : static_cast<int>(r) + 1;
-}
 
 void AppendRaw(std::string* out, const void* p, size_t n) {
   out->append(static_cast<const char*>(p), n);
@@ -427,20 +423,16 @@ uint64_t Session::Free(const FreeSpec& e) {
 }
 
 uint64_t Session::Migrate(const MigrateSpec& e) {
-  // The wire's MigrateReason is the kernel's enum shifted by one (0 is "never migrated").
-  const int reason = static_cast<int>(e.reason) + 1;
   return Add(v1::EVENT_KIND_MIGRATE, 0, e.pfn.raw(), e.target ? e.target->raw() : 0, 0,
-             Resolve(e.stack), Resolve(e.task), e.ts_ns, reason,
+             Resolve(e.stack), Resolve(e.task), e.ts_ns, wire::ToProto(e.reason),
              e.target ? uint32_t{v1::EVENT_FLAG_AT_TARGET} : 0u);
 }
 
 uint64_t Session::Import(const ImportSpec& e) {
   const uint32_t extras_id = finished_ ? 0 : InternExtras(e.extras);
-  const uint32_t block_mt =
-      e.pageblock_migratetype ? static_cast<uint32_t>(*e.pageblock_migratetype) + 1 : 0;
   return Add(v1::EVENT_KIND_IMPORT, e.order.raw(), e.pfn.raw(), 0, e.gfp_mask, Resolve(e.stack),
-             Resolve(e.task), e.ts_ns, ToWireReasonOrNone(e.last_migrate_reason), 0, e.free_ts_ns,
-             block_mt, extras_id);
+             Resolve(e.task), e.ts_ns, wire::ToProto(e.last_migrate_reason), 0, e.free_ts_ns,
+             wire::ToBatchMigratetype(e.pageblock_migratetype), extras_id);
 }
 
 uint32_t Session::InternExtras(const PrintedExtras* extras) {
@@ -451,12 +443,7 @@ uint32_t Session::InternExtras(const PrintedExtras* extras) {
     // Defined in the batch being filled, which the event that uses it joins.
     v1::ExtrasDef* def = batch_->add_extras();
     def->set_id(it->second);
-    v1::PrintedExtras* x = def->mutable_extras();
-    x->set_page_flags(extras->page_flags);
-    x->set_flags_text(extras->flags_text);
-    x->set_gfp_names(extras->gfp_names);
-    x->set_slab_cache(extras->slab_cache);
-    x->set_memcg(extras->memcg);
+    wire::ToProto(*extras, def->mutable_extras());
     batch_definition_bytes_ += kDefinitionOverhead + extras->flags_text.size() +
                                extras->gfp_names.size() + extras->memcg.size();
   }

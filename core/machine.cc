@@ -268,6 +268,9 @@ absl::StatusOr<EventResult> Machine::Free(const FreeEvent& e) {
 
 absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
   const int reason = static_cast<int>(e.reason);
+  if (e.reason == MigrateReason::kNone) {
+    return absl::InvalidArgumentError("a migration needs a reason (it is none)");
+  }
   if (reason < 0 || reason >= kNumMigrateReasons) {
     return absl::InvalidArgumentError(absl::StrCat("migrate reason ", reason, " is unknown"));
   }

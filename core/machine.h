@@ -31,8 +31,8 @@ inline constexpr size_t kCommMax = 15;
 
 struct MachineOptions {
   PageCount pages = PageCount(1 << 20);  // 4 GiB
-  int stack_depth = 16;                  // StackDepotOptions::max_depth
-  uint32_t depot_max_pools = 8192;       // StackDepotOptions::max_pools
+  int stack_depth = kDefaultStackDepth;              // StackDepotOptions::max_depth
+  uint32_t depot_max_pools = kDefaultDepotMaxPools;  // StackDepotOptions::max_pools
   bool tracking = true;                  // page_owner=on
   uint64_t boot_ts_ns = 0;               // ts of the pages found allocated at start
 };

@@ -17,13 +17,17 @@
 
 namespace pageowner {
 
+// The defaults, defined once: the kernel's PAGE_OWNER_STACK_DEPTH and stack_depot_max_pools.
+inline constexpr int kDefaultStackDepth = 16;
+inline constexpr uint32_t kDefaultDepotMaxPools = 8192;
+
 struct StackDepotOptions {
   // Frames kept a stack; deeper stacks are cut to this many (the innermost ones kept) and the
   // cut is counted. 1..kMaxStackDepth.
-  int max_depth = 16;
+  int max_depth = kDefaultStackDepth;
   // Pools of kPoolBytes each; a save that needs a pool beyond this fails (the kernel's
   // stack_depot_max_pools, default 8192 = 128 MiB). 1..kMaxPoolsLimit.
-  uint32_t max_pools = 8192;
+  uint32_t max_pools = kDefaultDepotMaxPools;
   // Simulated memory the depot serves, in pages: one hash bucket per 16 KiB (4K..1M buckets).
   uint64_t memory_pages = 1 << 20;
 };

@@ -7,7 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "server/to_grpc_status.h"
+#include "wire/status.h"
+#include "wire/convert.h"
 
 namespace pageowner::server {
 namespace {
@@ -87,12 +88,7 @@ void IngestStream::Define(const v1::EventBatch& b) {
   undo_tasks_.clear();
   undo_extras_.clear();
   for (const v1::ExtrasDef& def : b.extras()) {
-    const v1::PrintedExtras& x = def.extras();
-    auto value = std::make_shared<const PrintedExtras>(PrintedExtras{.page_flags = x.page_flags(),
-                                                                     .flags_text = x.flags_text(),
-                                                                     .gfp_names = x.gfp_names(),
-                                                                     .slab_cache = x.slab_cache(),
-                                                                     .memcg = x.memcg()});
+    auto value = std::make_shared<const PrintedExtras>(wire::FromProto(def.extras()));
     auto [it, inserted] = extras_.try_emplace(def.id());
     undo_extras_.push_back({def.id(), inserted ? std::nullopt : std::optional(it->second)});
     it->second = Entry<PrintedExtras>{std::move(value), 0};
@@ -228,9 +224,6 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
     }
     switch (b.kind(i)) {
       case v1::EVENT_KIND_ALLOC: {
-        if (check.ok() && stack_id == 0) {
-          check = absl::InvalidArgumentError("an allocation needs a stack (stack_id is 0)");
-        }
         AllocEvent e{.order = Order(At(b.order(), i)),
                      .gfp_mask = At(b.gfp_mask(), i),
                      .frames = frames,
@@ -247,17 +240,11 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
         bool defined = true;
         const PrintedExtras* extras = ExtrasOf(extras_id, out, &defined);
         if (!defined) return undefined("extras", i, extras_id);
-        if (check.ok() && stack_id == 0) {
-          check = absl::InvalidArgumentError("an imported block needs a stack (stack_id is 0)");
-        }
-        const int reason = At(b.reason(), i);
-        const uint32_t block_mt = At(b.pageblock_migratetype(), i);
-        if (check.ok() && (reason < 0 || reason > kNumMigrateReasons)) {
-          check = absl::InvalidArgumentError(absl::StrCat("unknown migrate reason ", reason));
-        } else if (check.ok() && block_mt > static_cast<uint32_t>(kNumMigrateTypes)) {
-          check = absl::InvalidArgumentError(
-              absl::StrCat("unknown pageblock migratetype ", block_mt, " (MigrateType + 1)"));
-        }
+        const absl::StatusOr<MigrateReason> reason = wire::MigrateReasonFromProto(At(b.reason(), i));
+        const absl::StatusOr<std::optional<MigrateType>> block_mt =
+            wire::BatchMigratetypeFromProto(At(b.pageblock_migratetype(), i));
+        if (check.ok()) check = reason.status();
+        if (check.ok()) check = block_mt.status();
         ImportEvent e{.pfn = Pfn(At(b.pfn(), i)),
                       .order = Order(At(b.order(), i)),
                       .gfp_mask = At(b.gfp_mask(), i),
@@ -267,12 +254,9 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
                       .comm = task.comm,
                       .ts_ns = At(b.ts_ns(), i),
                       .free_ts_ns = At(b.free_ts_ns(), i),
-                      .last_migrate_reason = check.ok() ? static_cast<MigrateReason>(reason - 1)
-                                                        : MigrateReason::kNone,
+                      .last_migrate_reason = reason.value_or(MigrateReason::kNone),
+                      .pageblock_migratetype = block_mt.value_or(std::nullopt),
                       .extras = extras};
-        if (check.ok() && block_mt != 0) {
-          e.pageblock_migratetype = static_cast<MigrateType>(block_mt - 1);
-        }
         out->events.emplace_back(e);
         break;
       }
@@ -285,15 +269,11 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
                                            .ts_ns = At(b.ts_ns(), i)});
         break;
       default: {  // EVENT_KIND_MIGRATE (Validate let no other kind through)
-        const int reason = At(b.reason(), i);
-        if (check.ok() && reason == v1::MIGRATE_REASON_NONE) {
-          check = absl::InvalidArgumentError("a migration needs a reason (reason is NONE)");
-        } else if (check.ok() && (reason < 0 || reason > kNumMigrateReasons)) {
-          check = absl::InvalidArgumentError(absl::StrCat("unknown migrate reason ", reason));
-        }
+        // NONE converts to kNone, which the machine refuses for a migration.
+        const absl::StatusOr<MigrateReason> reason = wire::MigrateReasonFromProto(At(b.reason(), i));
+        if (check.ok()) check = reason.status();
         MigrateEvent e{.pfn = Pfn(At(b.pfn(), i)),
-                       .reason = check.ok() ? static_cast<MigrateReason>(reason - 1)
-                                            : MigrateReason::kCompaction,
+                       .reason = reason.value_or(MigrateReason::kNone),
                        .frames = frames,
                        .pid = task.pid,
                        .tgid = task.tgid,
@@ -313,7 +293,7 @@ void FillBatchResult(const PreparedBatch& batch, absl::Span<const EventResult> r
   out->Clear();
   out->set_sequence(batch.sequence);
   if (!batch.malformed.ok()) {
-    out->set_code(ToRpcCode(batch.malformed.code()));
+    out->set_code(wire::ToRpcCode(batch.malformed.code()));
     out->set_message(std::string(batch.malformed.message()));
     return;
   }
@@ -330,7 +310,7 @@ void FillBatchResult(const PreparedBatch& batch, absl::Span<const EventResult> r
       pfns[i] = r.pfn.raw();
       handles[i] = r.handle.raw();
     } else {
-      codes[i] = ToRpcCode(r.status.code());
+      codes[i] = wire::ToRpcCode(r.status.code());
       (*out->mutable_event_message())[static_cast<uint32_t>(i)] = std::string(r.status.message());
     }
   }
@@ -403,7 +383,7 @@ void IngestWriter::Process(Job& job) {
     static_assert(std::variant_size_v<Event> == IngestCounters::kOtherKind);
     for (size_t i = 0; i < results.size(); ++i) {
       counters_->CountEvent(static_cast<int>(job.batch.events[i].index()),
-                            ToRpcCode(results[i].status.code()));
+                            wire::ToRpcCode(results[i].status.code()));
     }
   }
   v1::BatchResult result;

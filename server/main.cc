@@ -17,13 +17,13 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
 ABSL_FLAG(std::string, memory, "4GiB",
           "Size of the simulated machine's memory: bytes, or a whole number with a KiB, MiB, GiB "
           "or TiB suffix (powers of 1024). A multiple of 4 KiB (one page), at most 16TiB.");
-ABSL_FLAG(int32_t, stack_depth, 16,
+ABSL_FLAG(int32_t, stack_depth, pageowner::kDefaultStackDepth,
           "Frames kept a stack, 1..64; deeper stacks are cut to their innermost frames and the cut "
           "is counted.");
-ABSL_FLAG(uint32_t, depot_max_pools, 8192,
+ABSL_FLAG(uint32_t, depot_max_pools, pageowner::kDefaultDepotMaxPools,
           "Stack depot pool limit, 1..131071 pools of 16 KiB each (8192 = 128 MiB); a stack that "
           "needs a pool beyond it gets the failure handle.");
-ABSL_FLAG(uint32_t, max_batch_events, 65536,
+ABSL_FLAG(uint32_t, max_batch_events, pageowner::server::kDefaultMaxBatchEvents,
           "Events an Ingest batch may hold (at least 1); a longer batch is answered with "
           "INVALID_ARGUMENT and not applied.");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",

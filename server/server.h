@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/machine.h"
+#include "server/limits.h"
 
 namespace pageowner::server {
 
@@ -18,7 +19,7 @@ struct ServerOptions {
   std::string listen_address = "127.0.0.1:50051";
   MachineOptions machine;
   // Events an Ingest batch may hold; a longer batch is malformed.
-  uint32_t max_batch_events = 65536;
+  uint32_t max_batch_events = kDefaultMaxBatchEvents;
   // host:port of the http endpoint serving /metrics and /healthz (port 0: any free port, see
   // metrics_port()); empty: none.
   std::string metrics_listen_address;

@@ -5,6 +5,7 @@
 #define PAGEOWNER_SERVER_SERVICE_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
@@ -13,13 +14,14 @@
 #include "absl/time/time.h"
 #include "pageowner/v1/pageowner.grpc.pb.h"
 #include "server/ingest.h"
+#include "server/limits.h"
 #include "server/shared_machine.h"
 
 namespace pageowner::server {
 
 struct ServiceOptions {
   // Events a batch may hold; a longer batch is malformed (--max_batch_events).
-  uint32_t max_batch_events = 65536;
+  uint32_t max_batch_events = kDefaultMaxBatchEvents;
 };
 
 // Threading: reactions run on gRPC's callback threads and never wait on a condition; the only
@@ -86,13 +88,13 @@ class PageOwnerService final : public v1::PageOwner::CallbackService {
   class IngestReactor;
   class ListPagesReactor;
 
-  absl::Status DoGetPage(const v1::GetPageRequest& request, v1::GetPageResponse* response);
-  absl::Status DoGetStack(const v1::GetStackRequest& request, v1::Stack* response);
-  absl::Status DoListStacks(const v1::ListStacksRequest& request, v1::ListStacksResponse* response);
-  absl::Status DoGetStats(v1::Stats* response);
-  absl::Status DoSetTracking(const v1::SetTrackingRequest& request,
-                             v1::SetTrackingResponse* response);
   absl::Status DoSortPages(const v1::SortRequest& request, v1::SortResponse* response);
+
+  // Drain's steps (BeginDrain), each beside its reactor: references to the open Ingest
+  // streams, their drain (dropping the references), and the drain of the ListPages streams.
+  std::vector<IngestReactor*> RefIngestStreamsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void DrainIngestStreams(const std::vector<IngestReactor*>& streams);
+  void DrainListingsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Unregister(IngestReactor* reactor) ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(ListPagesReactor* reactor) ABSL_LOCKS_EXCLUDED(mu_);

@@ -7,8 +7,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "core/content_id.h"
-#include "core/reports.h"
+#include "core/queries.h"
+#include "wire/convert.h"
+#include "wire/status.h"
 
 namespace pageowner::testing {
 
@@ -54,6 +55,7 @@ class FakeIngestReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v
       absl::MutexLock lock(&mu_);
       if (!end_) end_ = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     }
+    service_->NoteCancelled();
     Pump();
   }
 
@@ -148,10 +150,26 @@ void FakePageOwner::Release() {
   for (FakeIngestReactor* r : reactors) r->Pump();
 }
 
+bool FakePageOwner::AwaitBatchesReceived(int n, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto received = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return static_cast<int>(batches_.size()) >= n;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&received), timeout);
+}
+
+bool FakePageOwner::AwaitStreamsCancelled(int n, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto cancelled = [this, n]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return streams_cancelled_ >= n; };
+  return mu_.AwaitWithTimeout(absl::Condition(&cancelled), timeout);
+}
+
 void FakePageOwner::Handle(const v1::EventBatch& batch, uint64_t* next_pfn, v1::BatchResult* answer,
                            std::optional<grpc::Status>* end) {
   absl::MutexLock lock(&mu_);
   batches_.push_back(batch);
+  if (held_) ++batches_while_held_;
   if (end_after_ >= 0 && answered_ >= end_after_) {
     *end = end_status_;
     return;
@@ -178,54 +196,13 @@ grpc::ServerBidiReactor<v1::EventBatch, v1::BatchResult>* FakePageOwner::Ingest(
   return raw;
 }
 
-void FakePageOwner::ToRecord(const PageOwner& p, v1::PageRecord* out) {
-  out->set_pfn(p.pfn.raw());
-  out->set_order(p.order.raw());
-  out->set_gfp_mask(p.gfp_mask);
-  out->set_handle(p.handle.raw());
-  out->set_free_handle(p.free_handle.raw());
-  out->set_last_migrate_reason(
-      static_cast<v1::MigrateReason>(static_cast<int>(p.last_migrate_reason) + 1));
-  out->set_pid(p.pid);
-  out->set_tgid(p.tgid);
-  out->set_comm(p.comm);
-  out->set_ts_ns(p.ts_ns);
-  out->set_free_ts_ns(p.free_ts_ns);
-  out->set_free_pid(p.free_pid);
-  out->set_free_tgid(p.free_tgid);
-  out->set_owner(p.owner);
-  out->set_allocated(p.allocated);
-  out->set_pageblock_migratetype(static_cast<v1::MigrateType>(p.pageblock_migratetype));
-  out->set_page_flags(p.page_flags);
-}
-
-void FakePageOwner::ToStack(const Machine& m, StackHandle h, v1::Stack* out) {
-  const StackUsage u = m.depot().Usage(h);
-  out->set_handle(u.handle.raw());
-  for (uint64_t ip : u.frames) {
-    v1::Frame* f = out->add_frames();
-    f->set_ip(ip);
-    f->set_symbol(m.symbols().FormatFrame(ip));
-  }
-  out->set_content_id(StackContentId(u.frames, m.symbols()));
-  out->set_pages(u.pages);
-  out->set_allocations(u.allocations);
-}
-
 grpc::ServerUnaryReactor* FakePageOwner::GetPage(grpc::CallbackServerContext* ctx,
                                                  const v1::GetPageRequest* req,
                                                  v1::GetPageResponse* resp) {
   if (machine_ == nullptr) return Done(ctx, NoMachine());
-  absl::StatusOr<PageOwner> p = machine_->BlockOwner(Pfn(req->pfn()));
-  if (!p.ok()) {
-    return Done(ctx, grpc::Status(static_cast<grpc::StatusCode>(p.status().code()),
-                                  std::string(p.status().message())));
-  }
-  ToRecord(*p, resp->mutable_page());
-  resp->set_block_head(p->pfn.raw());
-  resp->set_block_order(p->order.raw());
-  if (p->handle.valid()) ToStack(*machine_, p->handle, resp->mutable_alloc_stack());
-  if (p->free_handle.valid()) ToStack(*machine_, p->free_handle, resp->mutable_free_stack());
+  absl::StatusOr<PageReport> report = QueryPage(*machine_, Pfn(req->pfn()));
+  if (!report.ok()) return Done(ctx, wire::ToGrpcStatus(report.status()));
+  wire::ToProto(*report, machine_->symbols(), resp);
   return Done(ctx, grpc::Status::OK);
 }
 
@@ -236,7 +213,7 @@ grpc::ServerUnaryReactor* FakePageOwner::GetStack(grpc::CallbackServerContext* c
     return Done(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
                                   absl::StrCat("stack handle ", req->handle(), " is unknown")));
   }
-  ToStack(*machine_, StackHandle(req->handle()), resp);
+  wire::ToProto(machine_->depot().Usage(StackHandle(req->handle())), machine_->symbols(), resp);
   return Done(ctx, grpc::Status::OK);
 }
 
@@ -248,8 +225,10 @@ grpc::ServerWriteReactor<v1::ListPagesResponse>* FakePageOwner::ListPages(
     machine_->ForEachOwnedBlock(Pfn(req->start_pfn()), [&](const PageOwner& p) {
       if (chunks.empty() || chunks.back().pages_size() >= chunk_pages_) chunks.emplace_back();
       v1::ListPagesResponse& c = chunks.back();
-      ToRecord(p, c.add_pages());
-      if (sent.insert(p.handle.raw()).second) ToStack(*machine_, p.handle, c.add_stacks());
+      wire::ToProto(p, c.add_pages());
+      if (sent.insert(p.handle.raw()).second) {
+        wire::ToProto(machine_->depot().Usage(p.handle), machine_->symbols(), c.add_stacks());
+      }
       c.set_next_pfn(p.pfn.raw() + p.order.pages().raw());
       return true;
     });
@@ -261,21 +240,12 @@ grpc::ServerUnaryReactor* FakePageOwner::ListStacks(grpc::CallbackServerContext*
                                                     const v1::ListStacksRequest* req,
                                                     v1::ListStacksResponse* resp) {
   if (machine_ == nullptr) return Done(ctx, NoMachine());
-  std::vector<StackUsage> stacks;
-  machine_->depot().ForEachOwnerStack([&](const StackUsage& s) {
-    if (s.pages >= std::max<int64_t>(1, req->threshold())) stacks.push_back(s);
-  });
-  if (req->sort() == v1::STACK_SORT_PAGES) {
-    std::stable_sort(stacks.begin(), stacks.end(),
-                     [](const StackUsage& a, const StackUsage& b) { return a.pages > b.pages; });
-  } else if (req->sort() == v1::STACK_SORT_ALLOCATIONS) {
-    std::stable_sort(stacks.begin(), stacks.end(), [](const StackUsage& a, const StackUsage& b) {
-      return a.allocations > b.allocations;
-    });
-  }
-  if (req->top() != 0 && stacks.size() > req->top()) stacks.resize(req->top());
+  absl::StatusOr<StackOrder> order = wire::StackOrderFromProto(req->sort());
+  if (!order.ok()) return Done(ctx, wire::ToGrpcStatus(order.status()));
+  std::vector<StackUsage> stacks = StacksOwning(machine_->depot(), req->threshold());
+  OrderStacks(*order, req->top(), &stacks);
   for (const StackUsage& s : stacks) {
-    ToStack(*machine_, s.handle, resp->add_stacks());
+    wire::ToProto(s, machine_->symbols(), resp->add_stacks());
     resp->set_total_pages(resp->total_pages() + s.pages);
   }
   return Done(ctx, grpc::Status::OK);
@@ -285,21 +255,7 @@ grpc::ServerUnaryReactor* FakePageOwner::GetStats(grpc::CallbackServerContext* c
                                                   const v1::GetStatsRequest* /*req*/,
                                                   v1::Stats* resp) {
   if (machine_ == nullptr) return Done(ctx, NoMachine());
-  resp->set_total_pages(machine_->total_pages().raw());
-  resp->set_allocated_pages(machine_->allocator().allocated_pages().raw());
-  resp->set_free_pages(machine_->total_pages().raw() - resp->allocated_pages());
-  resp->set_tracked_pages(machine_->tracked_pages().raw());
-  resp->set_tracking(machine_->tracking());
-  const StackDepotStats d = machine_->depot().stats();
-  resp->set_depot_pools(d.pools);
-  resp->set_depot_persistent_count(d.persistent_count);
-  resp->set_depot_persistent_bytes(d.persistent_bytes);
-  resp->set_stackdepot_stats_text(StackDepotStatsText(d));
-  resp->set_mixed_blocks_text(MixedBlocksText(machine_->MixedBlocks()));
-  for (int o = 0; o <= kMaxOrder; ++o) {
-    resp->add_free_blocks_movable(
-        machine_->allocator().FreeBlockCount(Order(o), MigrateType::kMovable));
-  }
+  wire::MachineStatsToProto(*machine_, resp);
   return Done(ctx, grpc::Status::OK);
 }
 

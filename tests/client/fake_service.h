@@ -12,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "core/machine.h"
 #include "grpcpp/grpcpp.h"
 #include "pageowner/v1/pageowner.grpc.pb.h"
@@ -40,9 +41,19 @@ class FakePageOwner final : public v1::PageOwner::CallbackService {
     end_status_ = std::move(status);
   }
   // While held, answers are kept back; Release sends them.
-  void Hold() { held_ = true; }
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    batches_while_held_ = 0;
+    held_ = true;
+  }
   void Release();
   bool held() const { return held_; }
+  // Batches received since the last Hold() while answers were held back: a session that keeps
+  // its max_in_flight bound sends no more than that many before an answer comes.
+  int batches_received_while_held() const {
+    absl::MutexLock lock(&mu_);
+    return batches_while_held_;
+  }
 
   // Every batch received, in order, over all streams.
   std::vector<v1::EventBatch> batches() const {
@@ -53,6 +64,20 @@ class FakePageOwner final : public v1::PageOwner::CallbackService {
     absl::MutexLock lock(&mu_);
     return static_cast<int>(batches_.size());
   }
+  // Waits until at least `n` batches have been received; false after `timeout`.
+  bool AwaitBatchesReceived(int n, absl::Duration timeout) const;
+
+  // Ingest streams the client cancelled (OnCancel on a stream that had not finished).
+  void NoteCancelled() {
+    absl::MutexLock lock(&mu_);
+    ++streams_cancelled_;
+  }
+  int streams_cancelled() const {
+    absl::MutexLock lock(&mu_);
+    return streams_cancelled_;
+  }
+  // Waits until at least `n` streams were cancelled; false after `timeout`.
+  bool AwaitStreamsCancelled(int n, absl::Duration timeout) const;
 
   // The machine the queries read; set before serving them. ListPages sends this many records a
   // chunk.
@@ -78,10 +103,6 @@ class FakePageOwner final : public v1::PageOwner::CallbackService {
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* ctx,
                                      const v1::GetStatsRequest* req, v1::Stats* resp) override;
 
-  // The wire form of a machine's record and stack, as the daemon sends them.
-  static void ToRecord(const PageOwner& p, v1::PageRecord* out);
-  static void ToStack(const Machine& m, StackHandle h, v1::Stack* out);
-
  private:
   mutable absl::Mutex mu_;
   AnswerFn answer_ ABSL_GUARDED_BY(mu_);
@@ -89,6 +110,8 @@ class FakePageOwner final : public v1::PageOwner::CallbackService {
   grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
   int answered_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<v1::EventBatch> batches_ ABSL_GUARDED_BY(mu_);
+  int batches_while_held_ ABSL_GUARDED_BY(mu_) = 0;
+  int streams_cancelled_ ABSL_GUARDED_BY(mu_) = 0;
   // Reactors live as long as the service, so Release may poke any of them.
   std::vector<std::unique_ptr<FakeIngestReactor>> reactors_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> held_{false};

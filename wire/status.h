@@ -1,15 +1,17 @@
 // The one place where the core's absl::Status becomes a gRPC status. Whole rpcs use
 // ToGrpcStatus; the per-event and per-batch codes of Ingest (google.rpc.Code values in
 // BatchResult) use ToRpcCode.
-#ifndef PAGEOWNER_SERVER_TO_GRPC_STATUS_H_
-#define PAGEOWNER_SERVER_TO_GRPC_STATUS_H_
+#ifndef PAGEOWNER_WIRE_STATUS_H_
+#define PAGEOWNER_WIRE_STATUS_H_
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "grpcpp/support/status.h"
 
-namespace pageowner::server {
+namespace pageowner::wire {
 
 // The gRPC code for an Abseil code. Both follow google.rpc.Code, so every code maps to the code
 // of the same name; a value outside the canonical set maps to UNKNOWN.
@@ -21,6 +23,17 @@ int32_t ToRpcCode(absl::StatusCode code);
 // The gRPC status for `status`: same code, same message (OK carries no message).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-}  // namespace pageowner::server
+// The same code and message. gRPC and Abseil share the canonical code numbers.
+absl::Status FromGrpcStatus(const grpc::Status& status);
 
-#endif  // PAGEOWNER_SERVER_TO_GRPC_STATUS_H_
+// A google.rpc.Code number as it travels in BatchResult; numbers outside the canonical range
+// become kUnknown (the message says which number it was).
+absl::StatusCode CodeFromRpc(int32_t code);
+absl::Status StatusFromRpc(int32_t code, std::string_view message);
+
+// "OK", "NOT_FOUND", ...: the canonical upper-case name.
+std::string CodeName(absl::StatusCode code);
+
+}  // namespace pageowner::wire
+
+#endif  // PAGEOWNER_WIRE_STATUS_H_

@@ -1,11 +1,11 @@
-#include "server/to_grpc_status.h"
+#include "wire/status.h"
 
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
 
-namespace pageowner::server {
+namespace pageowner::wire {
 namespace {
 
 TEST(ToGrpcStatusTest, EveryCodeMapsToTheCodeOfTheSameName) {
@@ -29,30 +29,30 @@ TEST(ToGrpcStatusTest, EveryCodeMapsToTheCodeOfTheSameName) {
       {absl::StatusCode::kUnauthenticated, grpc::StatusCode::UNAUTHENTICATED},
   };
   for (const auto& [absl_code, grpc_code] : pairs) {
-    EXPECT_EQ(ToGrpcCode(absl_code), grpc_code) << absl::StatusCodeToString(absl_code);
-    EXPECT_EQ(ToRpcCode(absl_code), static_cast<int32_t>(grpc_code));
+    EXPECT_EQ(wire::ToGrpcCode(absl_code), grpc_code) << absl::StatusCodeToString(absl_code);
+    EXPECT_EQ(wire::ToRpcCode(absl_code), static_cast<int32_t>(grpc_code));
   }
   // The google.rpc.Code values the proto documents.
-  EXPECT_EQ(ToRpcCode(absl::StatusCode::kInvalidArgument), 3);
-  EXPECT_EQ(ToRpcCode(absl::StatusCode::kNotFound), 5);
-  EXPECT_EQ(ToRpcCode(absl::StatusCode::kAlreadyExists), 6);
-  EXPECT_EQ(ToRpcCode(absl::StatusCode::kResourceExhausted), 8);
-  EXPECT_EQ(ToRpcCode(absl::StatusCode::kFailedPrecondition), 9);
-  EXPECT_EQ(ToRpcCode(absl::StatusCode::kOutOfRange), 11);
+  EXPECT_EQ(wire::ToRpcCode(absl::StatusCode::kInvalidArgument), 3);
+  EXPECT_EQ(wire::ToRpcCode(absl::StatusCode::kNotFound), 5);
+  EXPECT_EQ(wire::ToRpcCode(absl::StatusCode::kAlreadyExists), 6);
+  EXPECT_EQ(wire::ToRpcCode(absl::StatusCode::kResourceExhausted), 8);
+  EXPECT_EQ(wire::ToRpcCode(absl::StatusCode::kFailedPrecondition), 9);
+  EXPECT_EQ(wire::ToRpcCode(absl::StatusCode::kOutOfRange), 11);
 }
 
 TEST(ToGrpcStatusTest, UnknownValueIsUnknown) {
-  EXPECT_EQ(ToGrpcCode(static_cast<absl::StatusCode>(42)), grpc::StatusCode::UNKNOWN);
+  EXPECT_EQ(wire::ToGrpcCode(static_cast<absl::StatusCode>(42)), grpc::StatusCode::UNKNOWN);
 }
 
 TEST(ToGrpcStatusTest, KeepsTheMessage) {
-  const grpc::Status s = ToGrpcStatus(absl::OutOfRangeError("pfn 9 is beyond memory"));
+  const grpc::Status s = wire::ToGrpcStatus(absl::OutOfRangeError("pfn 9 is beyond memory"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE);
   EXPECT_EQ(s.error_message(), "pfn 9 is beyond memory");
-  const grpc::Status ok = ToGrpcStatus(absl::OkStatus());
+  const grpc::Status ok = wire::ToGrpcStatus(absl::OkStatus());
   EXPECT_TRUE(ok.ok());
   EXPECT_EQ(ok.error_message(), "");
 }
 
 }  // namespace
-}  // namespace pageowner::server
+}  // namespace pageowner::wire
