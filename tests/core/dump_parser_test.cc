@@ -11,37 +11,23 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/test_data.h"
 
 namespace pageowner {
 namespace {
 
-std::string DataPath(const std::string& name) {
-  return std::string(PAGEOWNER_TEST_DATA_DIR) + "/" + name;
-}
+using ::pageowner::testing::ReadTestFile;
+using ::pageowner::testing::ReadXz;
 
-std::string ReadData(const std::string& name) {
-  std::ifstream in(DataPath(name), std::ios::binary);
-  EXPECT_TRUE(in.good()) << name;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Streams `xz -dc` of a test data file into `parser` in 64 KiB reads, and returns the text.
+// Feeds the decompressed test data file `name` into `parser` in 64 KiB chunks, finishes it, and
+// returns the text.
 template <typename Parser>
 std::string StreamXz(const std::string& name, Parser& parser) {
-  const std::string cmd = "xz -dc '" + DataPath(name) + "'";
-  FILE* f = popen(cmd.c_str(), "r");
-  EXPECT_NE(f, nullptr) << cmd;
-  if (f == nullptr) return "";
-  std::string text;
-  std::vector<char> buf(64 << 10);
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) {
-    parser.Feed(std::string_view(buf.data(), n));
-    text.append(buf.data(), n);
+  const std::string text = ReadXz(name);
+  constexpr size_t kChunk = 64 << 10;
+  for (size_t at = 0; at < text.size(); at += kChunk) {
+    parser.Feed(std::string_view(text).substr(at, kChunk));
   }
-  EXPECT_EQ(pclose(f), 0) << cmd;
   parser.Finish();
   return text;
 }
@@ -299,7 +285,7 @@ TEST(DumpParserRealTest, ParsesMoreThan125MiBQuickly) {
 // ---- Handwritten samples, one a generation ----
 
 TEST(DumpParserSampleTest, Generation2016) {
-  const std::string text = ReadData("import/dump_2016.txt");
+  const std::string text = ReadTestFile("import/dump_2016.txt");
   int i = 0;
   std::string rendered;
   const ParseReport r = ParseDump(text, [&](const DumpBlock& b) {
@@ -352,7 +338,7 @@ TEST(DumpParserSampleTest, Generation2016) {
 }
 
 TEST(DumpParserSampleTest, GenerationFreeTs) {
-  const std::string text = ReadData("import/dump_free_ts.txt");
+  const std::string text = ReadTestFile("import/dump_free_ts.txt");
   int i = 0;
   std::string rendered;
   const ParseReport r = ParseDump(text, [&](const DumpBlock& b) {
@@ -405,7 +391,7 @@ TEST(DumpParserSampleTest, GenerationFreeTs) {
 }
 
 TEST(DumpParserSampleTest, GenerationTodayWithEveryTrailer) {
-  const std::string text = ReadData("import/dump_today.txt");
+  const std::string text = ReadTestFile("import/dump_today.txt");
   int i = 0;
   std::string rendered;
   const ParseReport r = ParseDump(text, [&](const DumpBlock& b) {
@@ -494,7 +480,7 @@ TEST(DumpParserSampleTest, EveryMigrateReasonName) {
 // ---- Malformed input ----
 
 TEST(DumpParserMalformedTest, EveryProblemWithItsLine) {
-  const std::string text = ReadData("import/dump_malformed.txt");
+  const std::string text = ReadTestFile("import/dump_malformed.txt");
   std::vector<uint64_t> lines;
   std::vector<std::string> rendered;
   std::vector<bool> truncated;
@@ -615,7 +601,7 @@ TEST(DumpParserMalformedTest, HugeNumbers) {
 }
 
 TEST(DumpParserMalformedTest, BinaryAndOverlongLines) {
-  const std::string good = ReadData("import/dump_today.txt");
+  const std::string good = ReadTestFile("import/dump_today.txt");
   const std::string first_block = good.substr(0, good.find("\n\n") + 2);  // lines 1-7
   std::string text = first_block;
   text += std::string("PK\x03\x04\0\0\0binary\xff\xfe\n", 16);  // line 8: between blocks
@@ -691,7 +677,7 @@ TEST(DumpParserMalformedTest, EmptyAndBlankInput) {
 
 // CRLF line ends: read as LF, reported once.
 TEST(DumpParserMalformedTest, CrLf) {
-  const std::string lf = ReadData("import/dump_today.txt");
+  const std::string lf = ReadTestFile("import/dump_today.txt");
   std::string crlf;
   for (char c : lf) {
     if (c == '\n') crlf.push_back('\r');
@@ -706,7 +692,7 @@ TEST(DumpParserMalformedTest, CrLf) {
 
 // A last line without '\n' is read, and reported; the block is truncated.
 TEST(DumpParserMalformedTest, NoFinalNewline) {
-  const std::string text = ReadData("import/dump_today.txt");
+  const std::string text = ReadTestFile("import/dump_today.txt");
   const std::string cut = text.substr(0, text.size() - 2);  // ends in "longterm_pin"
   std::vector<bool> truncated;
   const ParseReport r = ParseDump(cut, [&](const DumpBlock& b) {
@@ -743,7 +729,7 @@ TEST(DumpParserMalformedTest, TooManyFrames) {
 TEST(DumpParserChunkTest, AnyChunkingSameResult) {
   for (const char* name : {"import/dump_2016.txt", "import/dump_free_ts.txt",
                            "import/dump_today.txt", "import/dump_malformed.txt"}) {
-    const std::string text = ReadData(name);
+    const std::string text = ReadTestFile(name);
     const Parsed whole = ParseChunked(text, text.size() + 1);
     for (size_t chunk : {size_t{1}, size_t{2}, size_t{3}, size_t{13}, size_t{100}}) {
       const Parsed p = ParseChunked(text, chunk);

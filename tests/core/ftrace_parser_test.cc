@@ -13,34 +13,13 @@
 
 #include "core/kernel_flags.h"
 #include "gtest/gtest.h"
+#include "tests/support/test_data.h"
 
 namespace pageowner {
 namespace {
 
-std::string DataPath(const std::string& name) {
-  return std::string(PAGEOWNER_TEST_DATA_DIR) + "/" + name;
-}
-
-std::string ReadData(const std::string& name) {
-  std::ifstream in(DataPath(name), std::ios::binary);
-  EXPECT_TRUE(in.good()) << name;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string ReadXz(const std::string& name) {
-  const std::string cmd = "xz -dc '" + DataPath(name) + "'";
-  FILE* f = popen(cmd.c_str(), "r");
-  EXPECT_NE(f, nullptr) << cmd;
-  if (f == nullptr) return "";
-  std::string text;
-  std::vector<char> buf(64 << 10);
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) text.append(buf.data(), n);
-  EXPECT_EQ(pclose(f), 0) << cmd;
-  return text;
-}
+using ::pageowner::testing::ReadTestFile;
+using ::pageowner::testing::ReadXz;
 
 // The '|'-separated names, sorted.
 std::vector<std::string> NameSet(std::string_view names) {
@@ -294,7 +273,7 @@ TEST(FtraceParserRealTest, FirstEventFieldByField) {
 // ---- Handwritten traces ----
 
 TEST(FtraceParserSampleTest, NoStacktraceOption) {
-  const Parsed p = ParseChunked(ReadData("import/ftrace_nostack.txt"), 1 << 20);
+  const Parsed p = ParseChunked(ReadTestFile("import/ftrace_nostack.txt"), 1 << 20);
   EXPECT_EQ(p.report.problems_total, 0u) << p.report.Summary();
   EXPECT_EQ(p.header.tracer, "nop");
   EXPECT_EQ(p.header.entries_in_buffer, 4u);
@@ -323,7 +302,7 @@ TEST(FtraceParserSampleTest, NoStacktraceOption) {
 }
 
 TEST(FtraceParserSampleTest, DecimalPfnOldKernel) {
-  const Parsed p = ParseChunked(ReadData("import/ftrace_decimal_pfn.txt"), 1 << 20);
+  const Parsed p = ParseChunked(ReadTestFile("import/ftrace_decimal_pfn.txt"), 1 << 20);
   EXPECT_EQ(p.report.problems_total, 0u) << p.report.Summary();
   ASSERT_EQ(p.events.size(), 2u);
   EXPECT_FALSE(p.events[0].pfn_hex);
@@ -341,7 +320,7 @@ TEST(FtraceParserSampleTest, DecimalPfnOldKernel) {
 }
 
 TEST(FtraceParserSampleTest, SymOffsetOff) {
-  const Parsed p = ParseChunked(ReadData("import/ftrace_nosymoffset.txt"), 1 << 20);
+  const Parsed p = ParseChunked(ReadTestFile("import/ftrace_nosymoffset.txt"), 1 << 20);
   EXPECT_EQ(p.report.problems_total, 0u) << p.report.Summary();
   ASSERT_EQ(p.events.size(), 2u);
   EXPECT_EQ(p.events[0].frames, (std::vector<std::string>{"trace_event_raw_event_mm_page_alloc",
@@ -351,7 +330,7 @@ TEST(FtraceParserSampleTest, SymOffsetOff) {
 }
 
 TEST(FtraceParserSampleTest, TaskNamesWithSpacesAndDashesAndTgids) {
-  const Parsed p = ParseChunked(ReadData("import/ftrace_tasknames.txt"), 1 << 20);
+  const Parsed p = ParseChunked(ReadTestFile("import/ftrace_tasknames.txt"), 1 << 20);
   EXPECT_EQ(p.report.problems_total, 0u) << p.report.Summary();
   ASSERT_EQ(p.events.size(), 6u);
   const std::vector<std::tuple<std::string, int32_t, std::optional<int32_t>, uint32_t>> want = {
@@ -377,7 +356,7 @@ TEST(FtraceParserSampleTest, TaskNamesWithSpacesAndDashesAndTgids) {
 // An interrupt's event and stack between a task's event and the task's stack, on one CPU, and
 // another CPU's entries in between too: each stack goes to its own event; output in line order.
 TEST(FtraceParserSampleTest, NestedInterruptAndInterleavedCpus) {
-  const Parsed p = ParseChunked(ReadData("import/ftrace_nested.txt"), 1 << 20);
+  const Parsed p = ParseChunked(ReadTestFile("import/ftrace_nested.txt"), 1 << 20);
   EXPECT_EQ(p.report.problems_total, 0u) << p.report.Summary();
   ASSERT_EQ(p.events.size(), 3u);
   EXPECT_EQ(p.events[0].line, 2u);
@@ -399,7 +378,7 @@ TEST(FtraceParserSampleTest, NestedInterruptAndInterleavedCpus) {
 }
 
 TEST(FtraceParserMalformedTest, GarbageLines) {
-  const Parsed p = ParseChunked(ReadData("import/ftrace_garbage.txt"), 1 << 20);
+  const Parsed p = ParseChunked(ReadTestFile("import/ftrace_garbage.txt"), 1 << 20);
   using K = ParseProblemKind;
   EXPECT_EQ(Problems(p.report),
             (std::vector<std::pair<uint64_t, ParseProblemKind>>{{2, K::kUnknownLine},
@@ -430,7 +409,7 @@ TEST(FtraceParserMalformedTest, GarbageLines) {
 }
 
 TEST(FtraceParserMalformedTest, TruncatedStackAtEof) {
-  const Parsed p = ParseChunked(ReadData("import/ftrace_truncated_stack.txt"), 1 << 20);
+  const Parsed p = ParseChunked(ReadTestFile("import/ftrace_truncated_stack.txt"), 1 << 20);
   EXPECT_EQ(Problems(p.report),
             (std::vector<std::pair<uint64_t, ParseProblemKind>>{
                 {5, ParseProblemKind::kNoFinalNewline}, {3, ParseProblemKind::kTruncatedStack}}));
@@ -542,7 +521,7 @@ TEST(FtraceParserMalformedTest, BinaryEmptyAndCrLf) {
                   {1, ParseProblemKind::kBinaryData}, {2, ParseProblemKind::kLineTooLong}}));
   }
   {
-    const std::string lf = ReadData("import/ftrace_nested.txt");
+    const std::string lf = ReadTestFile("import/ftrace_nested.txt");
     std::string crlf;
     for (char c : lf) {
       if (c == '\n') crlf.push_back('\r');
@@ -597,7 +576,7 @@ TEST(FtraceParserChunkTest, AnyChunkingSameResult) {
        {"import/ftrace_nostack.txt", "import/ftrace_decimal_pfn.txt",
         "import/ftrace_nosymoffset.txt", "import/ftrace_tasknames.txt", "import/ftrace_garbage.txt",
         "import/ftrace_truncated_stack.txt", "import/ftrace_nested.txt"}) {
-    const std::string text = ReadData(name);
+    const std::string text = ReadTestFile(name);
     const Parsed whole = ParseChunked(text, text.size() + 1);
     EXPECT_FALSE(whole.events.empty()) << name;
     for (size_t chunk : {size_t{1}, size_t{2}, size_t{5}, size_t{64}}) {

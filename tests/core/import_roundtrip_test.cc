@@ -1,5 +1,4 @@
 // Round trip of the real dumps through Machine::Import and PageOwnerText.
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -7,20 +6,12 @@
 #include "core/machine.h"
 #include "core/reports.h"
 #include "gtest/gtest.h"
+#include "tests/support/test_data.h"
 
 namespace pageowner {
 namespace {
 
-std::string ReadXz(const std::string& name) {
-  const std::string cmd = std::string("xz -dc '") + PAGEOWNER_TEST_DATA_DIR + "/" + name + "'";
-  FILE* f = popen(cmd.c_str(), "r");
-  std::string text;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  pclose(f);
-  return text;
-}
+using ::pageowner::testing::ReadXz;
 
 void RoundTrip(const std::string& name, DumpFormat format) {
   const std::string text = ReadXz(name);

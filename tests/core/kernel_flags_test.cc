@@ -1,22 +1,23 @@
 #include "core/kernel_flags.h"
 
 #include <cstdint>
-#include <fstream>
 #include <iostream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
+#include "tests/support/test_data.h"
 
 namespace pageowner {
 namespace {
 
+// The lines of a test data file, without blank lines and '#' comments.
 std::vector<std::string> ReadDataLines(const std::string& name) {
-  std::ifstream in(std::string(PAGEOWNER_TEST_DATA_DIR) + "/" + name);
-  EXPECT_TRUE(in.good()) << "cannot open " << name;
+  std::istringstream in(::pageowner::testing::ReadTestFile(name));
   std::vector<std::string> lines;
   std::string line;
   while (std::getline(in, line)) {

@@ -1,7 +1,5 @@
 #include "core/page_owner_sort.h"
 
-#include <lzma.h>
-
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -13,41 +11,15 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "tests/support/test_data.h"
 
 namespace pageowner {
 namespace {
 
 using Version = PageOwnerSortVersion;
 
-std::string ReadData(const std::string& name) {
-  std::ifstream in(std::string(PAGEOWNER_TEST_DATA_DIR) + "/" + name, std::ios::binary);
-  EXPECT_TRUE(in.good()) << name;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// liblzma's stream decoder over a whole .xz file.
-std::string XzDecompress(const std::string& in) {
-  lzma_stream strm = LZMA_STREAM_INIT;
-  EXPECT_EQ(lzma_stream_decoder(&strm, UINT64_MAX, 0), LZMA_OK);
-  std::string out;
-  char buf[1 << 16];
-  strm.next_in = reinterpret_cast<const uint8_t*>(in.data());
-  strm.avail_in = in.size();
-  lzma_ret ret = LZMA_OK;
-  while (ret == LZMA_OK) {
-    strm.next_out = reinterpret_cast<uint8_t*>(buf);
-    strm.avail_out = sizeof(buf);
-    ret = lzma_code(&strm, LZMA_FINISH);
-    out.append(buf, sizeof(buf) - strm.avail_out);
-  }
-  EXPECT_EQ(ret, LZMA_STREAM_END);
-  lzma_end(&strm);
-  return out;
-}
-
-std::string ReadXz(const std::string& name) { return XzDecompress(ReadData(name)); }
+using ::pageowner::testing::ReadTestFile;
+using ::pageowner::testing::ReadXz;
 
 SortOptions Parse(const std::vector<std::string>& args, Version version = Version::k6_12) {
   absl::StatusOr<SortOptions> o = ParseSortArgs(args, version);
@@ -180,17 +152,17 @@ struct GoldenCase {
 };
 
 void PrintTo(const GoldenCase& c, std::ostream* os) {
-  *os << (c.version == Version::k6_12 ? "6.12 " : "6.1 ") << testing::PrintToString(c.args)
+  *os << (c.version == Version::k6_12 ? "6.12 " : "6.1 ") << ::testing::PrintToString(c.args)
       << " -> " << c.expected;
 }
 
-class PageOwnerSortGoldenTest : public testing::TestWithParam<GoldenCase> {};
+class PageOwnerSortGoldenTest : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(PageOwnerSortGoldenTest, MatchesHandWrittenReport) {
   const GoldenCase& c = GetParam();
   const std::string dump =
-      ReadData(c.version == Version::k6_12 ? "sort/dump_6.12.txt" : "sort/dump_6.1.txt");
-  EXPECT_EQ(SortText(dump, c.args, c.version), ReadData("sort/" + c.expected));
+      ReadTestFile(c.version == Version::k6_12 ? "sort/dump_6.12.txt" : "sort/dump_6.1.txt");
+  EXPECT_EQ(SortText(dump, c.args, c.version), ReadTestFile("sort/" + c.expected));
 }
 
 const GoldenCase kGoldenCases[] = {
@@ -228,8 +200,8 @@ const GoldenCase kGoldenCases[] = {
     {Version::k6_1, {"--cull=f"}, "6.1_cull_f.txt"},
 };
 
-INSTANTIATE_TEST_SUITE_P(All, PageOwnerSortGoldenTest, testing::ValuesIn(kGoldenCases),
-                         [](const testing::TestParamInfo<GoldenCase>& info) {
+INSTANTIATE_TEST_SUITE_P(All, PageOwnerSortGoldenTest, ::testing::ValuesIn(kGoldenCases),
+                         [](const ::testing::TestParamInfo<GoldenCase>& info) {
                            std::string name =
                                "case" + std::to_string(info.index) + "_" +
                                info.param.expected.substr(0, info.param.expected.size() - 4);
@@ -240,7 +212,7 @@ INSTANTIATE_TEST_SUITE_P(All, PageOwnerSortGoldenTest, testing::ValuesIn(kGolden
                          });
 
 TEST(PageOwnerSortTest, HandWrittenDumpDropsItsUnterminatedLastBlock) {
-  SortReport r = SortPageOwnerDump(ReadData("sort/dump_6.12.txt"), SortOptions());
+  SortReport r = SortPageOwnerDump(ReadTestFile("sort/dump_6.12.txt"), SortOptions());
   EXPECT_EQ(r.loaded, 8);
   EXPECT_EQ(r.records, 6);
   EXPECT_EQ(r.stdout_text, "loaded 8\nsorting ....\nculling\n");
@@ -249,10 +221,10 @@ TEST(PageOwnerSortTest, HandWrittenDumpDropsItsUnterminatedLastBlock) {
 
 TEST(PageOwnerSortTest, ReportCanBeRepeatedWithOtherOptions) {
   PageOwnerSorter s;
-  s.AddText(ReadData("sort/dump_6.12.txt"));
-  EXPECT_EQ(s.Report(Parse({"-m"})).output, ReadData("sort/6.12_m.txt"));
-  EXPECT_EQ(s.Report(Parse({"-a"})).output, ReadData("sort/6.12_a.txt"));
-  EXPECT_EQ(s.Report(Parse({})).output, ReadData("sort/6.12_default.txt"));
+  s.AddText(ReadTestFile("sort/dump_6.12.txt"));
+  EXPECT_EQ(s.Report(Parse({"-m"})).output, ReadTestFile("sort/6.12_m.txt"));
+  EXPECT_EQ(s.Report(Parse({"-a"})).output, ReadTestFile("sort/6.12_a.txt"));
+  EXPECT_EQ(s.Report(Parse({})).output, ReadTestFile("sort/6.12_default.txt"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,9 +456,9 @@ TEST(ParseSortArgsTest, OperandsAndLongOptionSpellings) {
 void ExpectError(const std::vector<std::string>& args, const std::string& message,
                  Version version = Version::k6_12) {
   absl::StatusOr<SortOptions> o = ParseSortArgs(args, version);
-  ASSERT_FALSE(o.ok()) << testing::PrintToString(args);
+  ASSERT_FALSE(o.ok()) << ::testing::PrintToString(args);
   EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(o.status().message(), message) << testing::PrintToString(args);
+  EXPECT_EQ(o.status().message(), message) << ::testing::PrintToString(args);
 }
 
 TEST(ParseSortArgsTest, BadArguments) {

@@ -1,23 +1,17 @@
 #include "core/reports.h"
 
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/kernel_flags.h"
 #include "gtest/gtest.h"
+#include "tests/support/test_data.h"
 
 namespace pageowner {
 namespace {
 
-std::string ReadData(const std::string& name) {
-  std::ifstream in(std::string(PAGEOWNER_TEST_DATA_DIR) + "/" + name, std::ios::binary);
-  EXPECT_TRUE(in.good()) << name;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::pageowner::testing::ReadTestFile;
 
 // The frame lines (" name") of a kernel text, registered as synthetic addresses.
 std::vector<uint64_t> FramesOf(const std::string& text, SymbolTable& symbols) {
@@ -31,7 +25,7 @@ std::vector<uint64_t> FramesOf(const std::string& text, SymbolTable& symbols) {
 }
 
 TEST(ReportsTest, PageOwnerBlockMatchesARealSixTwelveBlock) {
-  const std::string real = ReadData("page_owner_6.12_block_0x1068.txt");
+  const std::string real = ReadTestFile("page_owner_6.12_block_0x1068.txt");
   SymbolTable symbols;
   const std::vector<uint64_t> frames = FramesOf(real, symbols);
   ASSERT_EQ(frames.size(), 13u);
@@ -51,7 +45,7 @@ TEST(ReportsTest, PageOwnerBlockMatchesARealSixTwelveBlock) {
 }
 
 TEST(ReportsTest, ShowStacksEntryMatchesARealSixTwelveEntry) {
-  const std::string real = ReadData("show_stacks_6.12_first_entry.txt");
+  const std::string real = ReadTestFile("show_stacks_6.12_first_entry.txt");
   SymbolTable symbols;
   const std::vector<uint64_t> frames = FramesOf(real, symbols);
   ASSERT_EQ(frames.size(), 16u);
@@ -65,11 +59,11 @@ TEST(ReportsTest, StackDepotStatsMatchTheRealFile) {
   s.pools = 9;
   s.persistent_count = 940;
   s.persistent_bytes = 138960;
-  EXPECT_EQ(StackDepotStatsText(s), ReadData("stackdepot_stats_6.12.txt"));
+  EXPECT_EQ(StackDepotStatsText(s), ReadTestFile("stackdepot_stats_6.12.txt"));
 }
 
 TEST(ReportsTest, MixedBlocksMatchTheRealPagetypeinfoTable) {
-  const std::string real = ReadData("pagetypeinfo_6.12.txt");
+  const std::string real = ReadTestFile("pagetypeinfo_6.12.txt");
   const std::string table = real.substr(real.find("Number of mixed blocks"));
   ZoneMixedBlocks dma{.zone = "DMA"};
   ZoneMixedBlocks dma32{.zone = "DMA32"};
