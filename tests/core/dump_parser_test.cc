@@ -1,6 +1,5 @@
 #include "core/dump_parser.h"
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -248,22 +247,13 @@ TEST(DumpParserRealTest, FirstBlocksFieldByField) {
   EXPECT_EQ(seen, 33510);
 }
 
-// The budget: a 125 MiB dump imports in under 3 s. Parsing is one part of that; here the
-// 6.12 dump is streamed six times over (132 MB) in 1 MiB chunks.
-TEST(DumpParserRealTest, ParsesMoreThan125MiBQuickly) {
-  std::string text;
-  {
-    DumpParser discard([](const DumpBlock&) {});
-    text = StreamXz("linux-6.12/page_owner.txt.xz", discard);
-  }
-  constexpr int kCopies = 6;
+// Dumps back to back read as one: every block of each copy, no problem at the seams. (The
+// issue's budget, 125 MiB parsed well within 3 s, is BM_DumpParser in bench/core_bench.cc.)
+TEST(DumpParserRealTest, ConcatenatedDumpsReadAsOne) {
+  const std::string text = ReadXz("linux-6.12/page_owner.txt.xz");
+  constexpr int kCopies = 2;
   uint64_t blocks = 0;
-  uint64_t frames = 0;
-  const auto start = std::chrono::steady_clock::now();
-  DumpParser parser([&](const DumpBlock& b) {
-    ++blocks;
-    frames += b.frames.size();
-  });
+  DumpParser parser([&](const DumpBlock&) { ++blocks; });
   constexpr size_t kChunk = 1 << 20;
   for (int i = 0; i < kCopies; ++i) {
     for (size_t at = 0; at < text.size(); at += kChunk) {
@@ -271,15 +261,9 @@ TEST(DumpParserRealTest, ParsesMoreThan125MiBQuickly) {
     }
   }
   parser.Finish();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double mb = static_cast<double>(text.size()) * kCopies / 1e6;
-  std::cout << "dump parser: " << mb << " MB in " << seconds << " s = " << mb / seconds
-            << " MB/s\n";
   EXPECT_EQ(blocks, 33510u * kCopies);
   EXPECT_EQ(parser.report().problems_total, 0u);
-  EXPECT_GT(mb, 125 * 1.048576);
-  EXPECT_LT(seconds, 3.0);  // a loose guard against pathologies; it takes about 0.15 s
+  EXPECT_EQ(parser.report().bytes, text.size() * kCopies);
 }
 
 // ---- Handwritten samples, one a generation ----

@@ -1,7 +1,6 @@
 #include "core/ftrace_parser.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -136,7 +135,6 @@ TraceCounts CountTrace(const std::string& name, ParseReport* report, TraceHeader
   const std::string text = ReadXz(name);
   TraceCounts c;
   uint64_t prev_line = 0;
-  const auto start = std::chrono::steady_clock::now();
   FtraceParser parser([&](const TraceEvent& e) {
     if (c.events == 0) c.first_ts = e.timestamp_ns;
     if (e.line < prev_line || e.timestamp_ns < c.last_ts) ++c.out_of_order;
@@ -170,11 +168,6 @@ TraceCounts CountTrace(const std::string& name, ParseReport* report, TraceHeader
     parser.Feed(std::string_view(text).substr(i, kChunk));
   }
   parser.Finish();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << name << ": " << text.size() / 1e6 << " MB in " << seconds
-            << " s = " << text.size() / 1e6 / seconds << " MB/s\n";
-  EXPECT_LT(seconds, 3.0);  // a loose guard against pathologies; it takes about 0.05 s
   *report = parser.report();
   *header = parser.header();
   EXPECT_EQ(parser.stacks(), c.with_stack);
