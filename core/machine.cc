@@ -412,13 +412,18 @@ void Machine::SetTracking(bool on, uint64_t ts_ns) {
 
 void Machine::InitEarlyAllocatedPages(uint64_t ts_ns) {
   // init_pages_in_zone: every allocated page without an owner gets the early handle, one order-0
-  // record a page, mask 0, from the task that turned page_owner on (the idle task at boot).
+  // record a page, mask 0, from the task that turned page_owner on (the idle task at boot). The
+  // kernel does it once, at boot, when no page has a record yet; here tracking can go off and on,
+  // and a page freed while tracked and allocated again while not keeps a stale freed record.
+  // That page has no owner now either, so it is every allocated page whose record is not
+  // allocated that gets the early handle (invariant 2: while tracking is on, every allocated
+  // page is tracked).
   const uint32_t actx = InternAlloc(0, 0, "swapper", 0, Order(0), MigrateReason::kNone);
   buddy_.ForEachAllocatedBlock(Pfn(0), [&](AllocatedBlock b) {
     const uint64_t n = b.order.pages().raw();
     for (uint64_t i = 0; i < n; ++i) {
       const Pfn pfn(b.head.raw() + i);
-      if (records_[pfn.raw()].actx & kOwnerBit) continue;
+      if (records_[pfn.raw()].actx & kAllocatedBit) continue;
       SetOwner(pfn, Order(0), early_handle_, actx, ts_ns);
       ++counters_.early_handle_pages;
     }

@@ -32,6 +32,21 @@ bool SymbolTable::Register(uint64_t ip, std::string_view name) {
   return true;
 }
 
+bool SymbolTable::Named(uint64_t ip) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return by_ip_.contains(ip);
+}
+
+bool SymbolTable::HasSyntheticAddress(std::string_view name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return synthetic_.contains(name);
+}
+
+uint64_t SymbolTable::name_bytes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return name_bytes_;
+}
+
 uint64_t SymbolTable::SyntheticAddress(std::string_view name) {
   absl::MutexLock lock(&mu_);
   if (auto it = synthetic_.find(name); it != synthetic_.end()) return it->second;

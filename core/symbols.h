@@ -44,6 +44,11 @@ class SymbolTable {
 
   // The name of `ip`, or "" when it has none.
   std::string Name(uint64_t ip) const;
+  // Whether `ip` has a name; whether `name` has its synthetic address already.
+  bool Named(uint64_t ip) const;
+  bool HasSyntheticAddress(std::string_view name) const;
+  // Bytes of the names held (what --max_symbol_bytes bounds).
+  uint64_t name_bytes() const;
 
   uint64_t size() const;
   uint64_t conflicts() const;

@@ -183,6 +183,24 @@ absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags) {
         absl::StrCat("--max_batch_events=", flags.max_batch_events, ": must be at least 1"));
   }
   options.max_batch_events = flags.max_batch_events;
+  if (flags.max_streams < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_streams=", flags.max_streams, ": must be at least 1"));
+  }
+  options.max_streams = flags.max_streams;
+  options.max_symbol_bytes = flags.max_symbol_bytes;
+  options.max_stream_definition_bytes = flags.max_stream_definition_bytes;
+  absl::StatusOr<uint64_t> grpc_memory = ParseMemorySize(flags.max_grpc_memory);
+  if (!grpc_memory.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_grpc_memory=", flags.max_grpc_memory, ": ", grpc_memory.status().message()));
+  }
+  if (*grpc_memory < (uint64_t{64} << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_grpc_memory=", flags.max_grpc_memory,
+                     ": at least 64MiB (one batch may be that large)"));
+  }
+  options.max_grpc_memory = *grpc_memory;
   options.machine.tracking = flags.tracking;
 
   if (flags.metrics_listen != "none") {

@@ -42,6 +42,10 @@ struct FlagValues {
   int32_t stack_depth = 0;
   uint32_t depot_max_pools = 0;
   uint32_t max_batch_events = 0;
+  uint64_t max_symbol_bytes = kDefaultMaxSymbolBytes;
+  uint64_t max_stream_definition_bytes = kDefaultMaxStreamDefinitionBytes;
+  uint32_t max_streams = kDefaultMaxStreams;
+  std::string max_grpc_memory = "1GiB";
   bool tracking = true;
   std::string metrics_listen;  // HOST:PORT, or "none"
 };

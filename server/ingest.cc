@@ -5,7 +5,9 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "absl/strings/string_view.h"
 #include "wire/status.h"
 #include "wire/convert.h"
@@ -28,13 +30,14 @@ absl::Status Malformed(std::string_view what) {
 
 }  // namespace
 
-IngestStream::IngestStream(SymbolTable* symbols, uint32_t max_batch_events)
-    : symbols_(symbols), max_batch_events_(max_batch_events) {}
+IngestStream::IngestStream(SymbolTable* symbols, IngestLimits limits)
+    : symbols_(symbols), limits_(limits) {}
 
 absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
   const int n = b.kind_size();
-  if (static_cast<uint64_t>(n) > max_batch_events_) {
-    return Malformed(absl::StrCat(n, " events, more than --max_batch_events=", max_batch_events_));
+  if (static_cast<uint64_t>(n) > limits_.max_batch_events) {
+    return Malformed(
+        absl::StrCat(n, " events, more than --max_batch_events=", limits_.max_batch_events));
   }
   const std::pair<const char*, int> columns[] = {
       {"order", b.order_size()},
@@ -63,10 +66,19 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
         return Malformed(
             absl::StrCat("stack ", def.id(), ": frame ", j, " has neither an ip nor a symbol"));
       }
+      if (f.symbol().size() > kMaxSymbolBytes) {
+        return Malformed(absl::StrCat("stack ", def.id(), ": frame ", j, " has a symbol of ",
+                                      f.symbol().size(), " bytes (at most ", kMaxSymbolBytes,
+                                      ")"));
+      }
     }
   }
   for (const v1::TaskDef& def : b.tasks()) {
     if (def.id() == 0) return Malformed("a task definition has id 0 (ids start at 1)");
+    if (def.comm().size() > kMaxCommBytes) {
+      return Malformed(absl::StrCat("task ", def.id(), ": a comm of ", def.comm().size(),
+                                    " bytes (at most ", kMaxCommBytes, ")"));
+    }
   }
   for (const v1::ExtrasDef& def : b.extras()) {
     if (def.id() == 0) return Malformed("an extras definition has id 0 (ids start at 1)");
@@ -83,64 +95,96 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
   return absl::OkStatus();
 }
 
-void IngestStream::Define(const v1::EventBatch& b) {
-  undo_stacks_.clear();
-  undo_tasks_.clear();
-  undo_extras_.clear();
+absl::Status IngestStream::CheckReferences(const v1::EventBatch& b) const {
+  // Definitions are few a batch; events many, mostly naming the same ids as the event before.
+  absl::flat_hash_set<uint32_t> new_stacks, new_tasks, new_extras;
+  for (const v1::StackDef& def : b.stacks()) new_stacks.insert(def.id());
+  for (const v1::TaskDef& def : b.tasks()) new_tasks.insert(def.id());
+  for (const v1::ExtrasDef& def : b.extras()) new_extras.insert(def.id());
+  const auto check = [&](const auto& column, const auto& known, const auto& added,
+                         const char* what) -> absl::Status {
+    uint32_t last_ok = 0;
+    for (int i = 0; i < column.size(); ++i) {
+      const uint32_t id = column.Get(i);
+      if (id == 0 || id == last_ok) continue;
+      if (!known.contains(id) && !added.contains(id)) {
+        return Malformed(
+            absl::StrCat("event ", i, ": ", what, " id ", id, " is not defined in this stream"));
+      }
+      last_ok = id;
+    }
+    return absl::OkStatus();
+  };
+  PO_RETURN_IF_ERROR(check(b.stack_id(), stacks_, new_stacks, "stack"));
+  PO_RETURN_IF_ERROR(check(b.task_id(), tasks_, new_tasks, "task"));
+  return check(b.extras_id(), extras_, new_extras, "extras");
+}
+
+absl::Status IngestStream::CheckBudget(const v1::EventBatch& b) const {
+  uint64_t names = 0;
+  uint64_t bytes = 0;
+  for (const v1::StackDef& def : b.stacks()) {
+    bytes += sizeof(StackDefinition) + def.frames_size() * sizeof(uint64_t);
+    for (const v1::Frame& f : def.frames()) {
+      // A name the table already holds costs nothing more; a new one its bytes.
+      if (!f.symbol().empty() &&
+          (f.ip() == 0 ? !symbols_->HasSyntheticAddress(f.symbol()) : !symbols_->Named(f.ip()))) {
+        names += f.symbol().size();
+      }
+    }
+  }
+  for (const v1::TaskDef& def : b.tasks()) bytes += sizeof(Task) + def.comm().size();
   for (const v1::ExtrasDef& def : b.extras()) {
-    auto value = std::make_shared<const PrintedExtras>(wire::FromProto(def.extras()));
-    auto [it, inserted] = extras_.try_emplace(def.id());
-    undo_extras_.push_back({def.id(), inserted ? std::nullopt : std::optional(it->second)});
-    it->second = Entry<PrintedExtras>{std::move(value), 0};
+    const v1::PrintedExtras& x = def.extras();
+    bytes += sizeof(PrintedExtras) + x.flags_text().size() + x.gfp_names().size() +
+             x.memcg().size();
+  }
+  if (names > 0 && symbols_->name_bytes() + names > limits_.max_symbol_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the batch's frames add ", names, " bytes of names to the daemon's ",
+        symbols_->name_bytes(), "; the limit is --max_symbol_bytes=", limits_.max_symbol_bytes));
+  }
+  if (definition_bytes_ + bytes > limits_.max_stream_definition_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the batch's definitions take the stream's ", definition_bytes_, " bytes past "
+        "--max_stream_definition_bytes=", limits_.max_stream_definition_bytes,
+        "; start another stream, or define fewer stacks and tasks"));
+  }
+  return absl::OkStatus();
+}
+
+void IngestStream::Define(const v1::EventBatch& b) {
+  // Replacing a definition gives its bytes back; the batch's own size was checked as a whole.
+  const auto put = [this](auto& map, uint32_t id, auto value, uint64_t bytes) {
+    auto [it, inserted] = map.try_emplace(id);
+    if (!inserted) definition_bytes_ -= it->second.bytes;
+    definition_bytes_ += bytes;
+    it->second.value = std::move(value);
+    it->second.bytes = bytes;
+    it->second.pinned_by = 0;
+  };
+  for (const v1::ExtrasDef& def : b.extras()) {
+    const v1::PrintedExtras& x = def.extras();
+    put(extras_, def.id(), std::make_shared<const PrintedExtras>(wire::FromProto(x)),
+        sizeof(PrintedExtras) + x.flags_text().size() + x.gfp_names().size() + x.memcg().size());
   }
   for (const v1::StackDef& def : b.stacks()) {
     auto stack = std::make_shared<StackDefinition>();
     stack->frames.reserve(def.frames_size());
     for (const v1::Frame& f : def.frames()) {
-      // A name-only frame needs its address now; named addresses are registered on Commit.
-      stack->frames.push_back(f.ip() != 0 ? f.ip() : symbols_->SyntheticAddress(f.symbol()));
+      if (f.ip() == 0) {
+        stack->frames.push_back(symbols_->SyntheticAddress(f.symbol()));
+      } else {
+        symbols_->Register(f.ip(), f.symbol());  // an empty name is ignored
+        stack->frames.push_back(f.ip());
+      }
     }
-    auto [it, inserted] = stacks_.try_emplace(def.id());
-    undo_stacks_.push_back({def.id(), inserted ? std::nullopt : std::optional(it->second)});
-    it->second = Entry<StackDefinition>{std::move(stack), 0};
+    put(stacks_, def.id(), std::move(stack),
+        sizeof(StackDefinition) + def.frames_size() * sizeof(uint64_t));
   }
   for (const v1::TaskDef& def : b.tasks()) {
-    auto [it, inserted] = tasks_.try_emplace(def.id());
-    undo_tasks_.push_back({def.id(), inserted ? std::nullopt : std::optional(it->second)});
-    it->second =
-        Entry<Task>{std::make_shared<const Task>(Task{def.pid(), def.tgid(), def.comm()}), 0};
-  }
-}
-
-void IngestStream::Commit(const v1::EventBatch& b) {
-  for (const v1::StackDef& def : b.stacks()) {
-    for (const v1::Frame& f : def.frames()) {
-      if (f.ip() != 0) symbols_->Register(f.ip(), f.symbol());  // an empty name is ignored
-    }
-  }
-}
-
-void IngestStream::Undo() {
-  for (auto it = undo_stacks_.rbegin(); it != undo_stacks_.rend(); ++it) {
-    if (it->second.has_value()) {
-      stacks_[it->first] = *it->second;
-    } else {
-      stacks_.erase(it->first);
-    }
-  }
-  for (auto it = undo_tasks_.rbegin(); it != undo_tasks_.rend(); ++it) {
-    if (it->second.has_value()) {
-      tasks_[it->first] = *it->second;
-    } else {
-      tasks_.erase(it->first);
-    }
-  }
-  for (auto it = undo_extras_.rbegin(); it != undo_extras_.rend(); ++it) {
-    if (it->second.has_value()) {
-      extras_[it->first] = *it->second;
-    } else {
-      extras_.erase(it->first);
-    }
+    put(tasks_, def.id(), std::make_shared<const Task>(Task{def.pid(), def.tgid(), def.comm()}),
+        sizeof(Task) + def.comm().size());
   }
 }
 
@@ -170,14 +214,10 @@ const IngestStream::Task* IngestStream::TaskOf(uint32_t id, PreparedBatch* out) 
   return e.value.get();
 }
 
-const PrintedExtras* IngestStream::ExtrasOf(uint32_t id, PreparedBatch* out, bool* defined) {
-  *defined = true;
+const PrintedExtras* IngestStream::ExtrasOf(uint32_t id, PreparedBatch* out) {
   if (id == 0) return nullptr;
   auto it = extras_.find(id);
-  if (it == extras_.end()) {
-    *defined = false;
-    return nullptr;
-  }
+  if (it == extras_.end()) return nullptr;
   Entry<PrintedExtras>& e = it->second;
   if (e.pinned_by != batch_number_) {
     out->keepalive.push_back(e.value);
@@ -191,16 +231,10 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
   out->Clear();
   out->sequence = b.sequence();
   out->malformed = Validate(b);
+  if (out->malformed.ok()) out->malformed = CheckReferences(b);
+  if (out->malformed.ok()) out->malformed = CheckBudget(b);
   if (!out->malformed.ok()) return out->malformed;
   Define(b);
-  // An undefined id is found while translating; then the batch's definitions are taken back.
-  const auto undefined = [&](const char* what, int i, uint32_t id) {
-    Undo();
-    out->Clear();
-    out->malformed = Malformed(
-        absl::StrCat("event ", i, ": ", what, " id ", id, " is not defined in this stream"));
-    return out->malformed;
-  };
 
   const int n = b.kind_size();
   out->events.reserve(n);
@@ -209,12 +243,9 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
   for (int i = 0; i < n; ++i) {
     const uint32_t flags = At(b.flags(), i);
     const uint32_t stack_id = At(b.stack_id(), i);
+    // CheckReferences found every id defined.
     const StackDefinition* stack = StackOf(stack_id, out);
-    if (stack == nullptr) return undefined("stack", i, stack_id);
-    const uint32_t task_id = At(b.task_id(), i);
-    const Task* task_def = TaskOf(task_id, out);
-    if (task_def == nullptr) return undefined("task", i, task_id);
-    const Task& task = *task_def;
+    const Task& task = *TaskOf(At(b.task_id(), i), out);
     const absl::Span<const uint64_t> frames = stack->frames;
     out->hints.push_back(stack_id != 0 ? &stack->handle_hint : nullptr);
     absl::Status& check = out->prechecked[i];
@@ -236,10 +267,7 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
         break;
       }
       case v1::EVENT_KIND_IMPORT: {
-        const uint32_t extras_id = At(b.extras_id(), i);
-        bool defined = true;
-        const PrintedExtras* extras = ExtrasOf(extras_id, out, &defined);
-        if (!defined) return undefined("extras", i, extras_id);
+        const PrintedExtras* extras = ExtrasOf(At(b.extras_id(), i), out);
         const absl::StatusOr<MigrateReason> reason = wire::MigrateReasonFromProto(At(b.reason(), i));
         const absl::StatusOr<std::optional<MigrateType>> block_mt =
             wire::BatchMigratetypeFromProto(At(b.pageblock_migratetype(), i));
@@ -284,7 +312,6 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
       }
     }
   }
-  Commit(b);
   return absl::OkStatus();
 }
 
@@ -294,7 +321,7 @@ void FillBatchResult(const PreparedBatch& batch, absl::Span<const EventResult> r
   out->set_sequence(batch.sequence);
   if (!batch.malformed.ok()) {
     out->set_code(wire::ToRpcCode(batch.malformed.code()));
-    out->set_message(std::string(batch.malformed.message()));
+    out->set_message(wire::WireMessage(batch.malformed.message()));
     return;
   }
   const int n = static_cast<int>(results.size());
@@ -311,7 +338,8 @@ void FillBatchResult(const PreparedBatch& batch, absl::Span<const EventResult> r
       handles[i] = r.handle.raw();
     } else {
       codes[i] = wire::ToRpcCode(r.status.code());
-      (*out->mutable_event_message())[static_cast<uint32_t>(i)] = std::string(r.status.message());
+      (*out->mutable_event_message())[static_cast<uint32_t>(i)] =
+          wire::WireMessage(r.status.message());
     }
   }
 }

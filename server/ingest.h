@@ -24,6 +24,7 @@
 #include "core/machine.h"
 #include "core/symbols.h"
 #include "pageowner/v1/pageowner.pb.h"
+#include "server/limits.h"
 #include "server/shared_machine.h"
 
 namespace pageowner::server {
@@ -34,6 +35,7 @@ struct IngestCounters {
   std::atomic<uint64_t> batches_rejected{0};  // malformed batches
   std::atomic<uint64_t> streams_open{0};
   std::atomic<uint64_t> events_invalid{0};  // events refused before reaching the machine
+  std::atomic<uint64_t> streams_refused{0};  // Ingest streams refused past --max_streams
 
   // Every event a stream carried, by kind and by the google.rpc.Code it was answered with (the
   // batch's INVALID_ARGUMENT for the events of a malformed batch), for /metrics.
@@ -81,29 +83,47 @@ struct PreparedBatch {
   }
 };
 
+// What one stream may send and keep (ServiceOptions fills it from the flags).
+struct IngestLimits {
+  uint32_t max_batch_events = kDefaultMaxBatchEvents;
+  // Bytes of frame names the daemon keeps over all streams (the symbol table); a batch whose
+  // new names would pass it is refused whole with kResourceExhausted.
+  uint64_t max_symbol_bytes = kDefaultMaxSymbolBytes;
+  // Bytes of definitions (frames, comms, printed extras) one stream keeps; a batch that would
+  // pass it is refused whole with kResourceExhausted.
+  uint64_t max_stream_definition_bytes = kDefaultMaxStreamDefinitionBytes;
+};
+
 // The definitions of one stream and the translation of its batches.
 //
-// A batch is malformed, and then changes nothing (not the stream's definitions, not the names
-// of addresses; a name-only frame may keep the synthetic address it was given), when it
-// has more events than max_batch_events, a column that is neither empty nor one value a event,
-// an event kind that is not ALLOC, FREE, MIGRATE or IMPORT, a stack, task or extras definition
-// with id 0, a frame with neither ip nor symbol, or an event that names a stack, task or extras
-// id that neither this batch nor an earlier batch of the stream defined.
+// A batch is malformed (kInvalidArgument), and then changes nothing (not the stream's
+// definitions, not the names of addresses), when it has more events than max_batch_events, a
+// column that is neither empty nor one value a event, an event kind that is not ALLOC, FREE,
+// MIGRATE or IMPORT, a stack, task or extras definition with id 0, a frame with neither ip nor
+// symbol, a symbol above kMaxSymbolBytes or a comm above kMaxCommBytes, or an event that names a
+// stack, task or extras id that neither this batch nor an earlier batch of the stream defined.
+// It is refused whole with kResourceExhausted, changing nothing either, when its names would
+// take the symbol table past max_symbol_bytes or its definitions the stream past
+// max_stream_definition_bytes. Everything is checked before anything is kept, so a refused
+// batch leaves no trace. An id defined twice in one batch takes the last definition; a
+// definition replaces the stream's earlier one for later events (events already prepared keep
+// the one they saw).
 //
 // Thread-safety: not thread-safe; one stream's batches are prepared one at a time, in order.
 class IngestStream {
  public:
-  IngestStream(SymbolTable* symbols, uint32_t max_batch_events);
+  IngestStream(SymbolTable* symbols, IngestLimits limits);
   IngestStream(const IngestStream&) = delete;
   IngestStream& operator=(const IngestStream&) = delete;
 
   // Validates `batch`, adds its definitions to the stream and translates its events into
-  // *out. Returns (and stores in out->malformed) kInvalidArgument naming the problem when the
-  // batch is malformed; then out->events is empty and the stream is as it was.
+  // *out. Returns (and stores in out->malformed) the batch's error (see the class comment);
+  // then out->events is empty and the stream is as it was.
   absl::Status Prepare(const v1::EventBatch& batch, PreparedBatch* out);
 
   size_t stack_definitions() const { return stacks_.size(); }
   size_t task_definitions() const { return tasks_.size(); }
+  uint64_t definition_bytes() const { return definition_bytes_; }
 
  private:
   struct Task {
@@ -111,37 +131,37 @@ class IngestStream {
     int32_t tgid = 0;
     std::string comm;
   };
-  // A definition and the batch that last pinned it in its keepalive.
+  // A definition, its size in bytes, and the batch that last pinned it in its keepalive.
   template <typename T>
   struct Entry {
     std::shared_ptr<const T> value;
+    uint64_t bytes = 0;
     uint64_t pinned_by = 0;
   };
 
   // The checks that need no definition: sizes, columns, kinds, the definitions themselves.
   absl::Status Validate(const v1::EventBatch& batch) const;
-  // Adds the batch's definitions, logging what they replace so that Undo can take them back.
+  // Every id an event names is defined by this batch or an earlier one.
+  absl::Status CheckReferences(const v1::EventBatch& batch) const;
+  // The batch's new names and definitions fit the limits.
+  absl::Status CheckBudget(const v1::EventBatch& batch) const;
+  // Adds the batch's definitions and names their frames; only for a batch that passed the
+  // checks above.
   void Define(const v1::EventBatch& batch);
-  void Undo();
-  // Names the batch's frames in the symbol table, once the batch is known to be well formed.
-  void Commit(const v1::EventBatch& batch);
   // Stack `id` (no frames for 0), pinned in `out`; null when `id` is not defined.
   const StackDefinition* StackOf(uint32_t id, PreparedBatch* out);
   // The task `id` (pid 0, tgid 0, "" for 0), pinned in `out`; null when not defined.
   const Task* TaskOf(uint32_t id, PreparedBatch* out);
-  // The printed extras `id`, pinned in `out`; null for 0, and *defined false when not defined.
-  const PrintedExtras* ExtrasOf(uint32_t id, PreparedBatch* out, bool* defined);
+  // The printed extras `id`, pinned in `out`; null for 0 (and when not defined).
+  const PrintedExtras* ExtrasOf(uint32_t id, PreparedBatch* out);
 
   SymbolTable* const symbols_;
-  const uint32_t max_batch_events_;
+  const IngestLimits limits_;
   uint64_t batch_number_ = 0;
+  uint64_t definition_bytes_ = 0;
   absl::flat_hash_map<uint32_t, Entry<StackDefinition>> stacks_;
   absl::flat_hash_map<uint32_t, Entry<Task>> tasks_;
   absl::flat_hash_map<uint32_t, Entry<PrintedExtras>> extras_;
-  // What the current batch's definitions replaced (nullopt: the id was new).
-  std::vector<std::pair<uint32_t, std::optional<Entry<StackDefinition>>>> undo_stacks_;
-  std::vector<std::pair<uint32_t, std::optional<Entry<Task>>>> undo_tasks_;
-  std::vector<std::pair<uint32_t, std::optional<Entry<PrintedExtras>>>> undo_extras_;
 };
 
 // Fills *out with the answer to `batch`: the malformed status, or one code, pfn and handle a

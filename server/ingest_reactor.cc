@@ -1,10 +1,15 @@
 // PageOwnerService::Ingest: the bidirectional stream's reactor. Batches are prepared on the
 // callback thread that read them and applied by the service's one IngestWriter.
 #include <atomic>
+#include <cassert>
+#include <string>
 #include <deque>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
 #include "server/reactor_util.h"
 #include "server/service.h"
 #include "wire/status.h"
@@ -19,13 +24,13 @@ namespace pageowner::server {
 // exactly once, when no batch is in flight and no write is outstanding, so no answer is ever
 // written after it.
 class PageOwnerService::IngestReactor final
-    : public grpc::ServerBidiReactor<v1::EventBatch, v1::BatchResult> {
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit IngestReactor(PageOwnerService* service)
       : service_(service),
-        stream_(&service->machine_->symbols(), service->options_.max_batch_events) {
+        stream_(&service->machine_->symbols(), service->options_.ingest_limits()) {
     service_->counters_.streams_open.fetch_add(1, std::memory_order_relaxed);
-    StartRead(&request_);
+    StartRead(&read_buffer_);
   }
 
   void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
@@ -34,13 +39,29 @@ class PageOwnerService::IngestReactor final
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {
+    // The stream's messages arrive as bytes and are parsed here: gRPC's own parse would report
+    // a message it cannot decode like the client's half-close, and the stream would end OK.
+    grpc::Status parsed;
+    if (ok) {
+      parsed = grpc::SerializationTraits<v1::EventBatch>::Deserialize(&read_buffer_, &request_);
+      ++batches_read_;
+    }
+    if (!ok || !parsed.ok()) {
       bool finish;
       {
         absl::MutexLock lock(&mu_);
         read_busy_ = false;
         read_done_ = true;
+        if (!parsed.ok()) {
+          unparsable_ = absl::StrCat("message ", batches_read_,
+                                     " of the stream is not an EventBatch (", parsed.error_message(),
+                                     "); the batches before it were answered, none after it read");
+        }
         finish = ShouldFinishLocked();
+      }
+      if (!parsed.ok()) {
+        service_->counters_.batches.fetch_add(1, std::memory_order_relaxed);
+        service_->counters_.batches_rejected.fetch_add(1, std::memory_order_relaxed);
       }
       if (finish) Finish(final_status_);
       return;
@@ -81,11 +102,11 @@ class PageOwnerService::IngestReactor final
       read_more = MayReadLocked();
       read_busy_ = read_more;
     }
-    if (read_more) StartRead(&request_);
+    if (read_more) StartRead(&read_buffer_);
   }
 
   void OnWriteDone(bool ok) override {
-    const v1::BatchResult* next = nullptr;
+    const grpc::ByteBuffer* next = nullptr;
     bool read_more = false;
     bool finish;
     {
@@ -105,7 +126,7 @@ class PageOwnerService::IngestReactor final
       finish = ShouldFinishLocked();
     }
     if (next != nullptr) StartWrite(next);
-    if (read_more) StartRead(&request_);
+    if (read_more) StartRead(&read_buffer_);
     if (finish) Finish(final_status_);
   }
 
@@ -129,9 +150,19 @@ class PageOwnerService::IngestReactor final
  private:
   ~IngestReactor() override = default;
 
+  static grpc::ByteBuffer Serialize(const v1::BatchResult& result) {
+    grpc::ByteBuffer out;
+    bool own = false;
+    const grpc::Status s = grpc::SerializationTraits<v1::BatchResult>::Serialize(result, &out, &own);
+    // A message we built always serializes; a failure would be a bug in protobuf.
+    assert(s.ok());
+    (void)s;
+    return out;
+  }
+
   // Runs on the writer thread.
   void OnAnswered(v1::BatchResult result, PreparedBatch used) {
-    const v1::BatchResult* write = nullptr;
+    const grpc::ByteBuffer* write = nullptr;
     bool finish = false;
     {
       absl::MutexLock lock(&mu_);
@@ -140,7 +171,7 @@ class PageOwnerService::IngestReactor final
         --in_flight_;
         finish = ShouldFinishLocked();
       } else {
-        queue_.push_back(std::move(result));
+        queue_.push_back(Serialize(result));
         if (!writing_) {
           writing_ = true;
           write = &queue_.front();
@@ -163,6 +194,8 @@ class PageOwnerService::IngestReactor final
     finished_ = true;
     if (write_failed_) {
       final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+    } else if (!unparsable_.empty()) {
+      final_status_ = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, unparsable_);
     } else if (!read_done_) {
       final_status_ = grpc::Status(
           grpc::StatusCode::UNAVAILABLE,
@@ -177,7 +210,9 @@ class PageOwnerService::IngestReactor final
   PageOwnerService* const service_;
   std::atomic<int> refs_{1};  // gRPC's, dropped in OnDone
   // Touched only by the read path (one read or its preparation at a time).
+  grpc::ByteBuffer read_buffer_;
   v1::EventBatch request_;
+  uint64_t batches_read_ = 0;
   IngestStream stream_;
 
   absl::Mutex mu_;
@@ -191,19 +226,29 @@ class PageOwnerService::IngestReactor final
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Answers to write, in order; the front one is being written while writing_. A deque keeps
   // the front's address stable while answers are appended.
-  std::deque<v1::BatchResult> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);
+  // Set when a message could not be parsed: the stream ends with INVALID_ARGUMENT saying so.
+  std::string unparsable_ ABSL_GUARDED_BY(mu_);
   // Answered batches whose buffers the next reads reuse.
   static constexpr size_t kSpareBatches = 2;
   std::vector<PreparedBatch> spare_ ABSL_GUARDED_BY(mu_);
   grpc::Status final_status_;  // set once, under mu_, before Finish
 };
 
-grpc::ServerBidiReactor<v1::EventBatch, v1::BatchResult>* PageOwnerService::Ingest(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PageOwnerService::Ingest(
     grpc::CallbackServerContext* /*context*/) {
   absl::MutexLock lock(&mu_);
   if (draining_) {
-    return new FinishedReactor<grpc::ServerBidiReactor<v1::EventBatch, v1::BatchResult>>(
+    return new FinishedReactor<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
         ShuttingDown());
+  }
+  if (open_.size() >= options_.max_streams) {
+    counters_.streams_refused.fetch_add(1, std::memory_order_relaxed);
+    return new FinishedReactor<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat(open_.size(), " Ingest streams are open, the daemon's limit "
+                                  "(--max_streams=", options_.max_streams,
+                                  "); retry when one has ended")));
   }
   auto* reactor = new IngestReactor(this);
   open_.insert(reactor);

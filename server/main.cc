@@ -26,6 +26,18 @@ ABSL_FLAG(uint32_t, depot_max_pools, pageowner::kDefaultDepotMaxPools,
 ABSL_FLAG(uint32_t, max_batch_events, pageowner::server::kDefaultMaxBatchEvents,
           "Events an Ingest batch may hold (at least 1); a longer batch is answered with "
           "INVALID_ARGUMENT and not applied.");
+ABSL_FLAG(uint32_t, max_streams, pageowner::server::kDefaultMaxStreams,
+          "Ingest streams open at once (at least 1); one more is refused with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_symbol_bytes, pageowner::server::kDefaultMaxSymbolBytes,
+          "Bytes of frame names the daemon keeps over all streams; a batch whose new names would "
+          "pass it is refused whole with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_stream_definition_bytes,
+          pageowner::server::kDefaultMaxStreamDefinitionBytes,
+          "Bytes of stack, task and extras definitions one Ingest stream keeps; a batch that would "
+          "pass it is refused whole with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(std::string, max_grpc_memory, "1GiB",
+          "Memory gRPC may use for all calls' buffers together (a gRPC ResourceQuota), with a KiB, "
+          "MiB or GiB suffix; at least 64MiB.");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Address to serve Prometheus metrics (/metrics) and /healthz on over http, host:port "
           "(port 0 picks a free port; the chosen address is printed on stderr), or none.");
@@ -65,6 +77,11 @@ int main(int argc, char** argv) {
                               .stack_depth = absl::GetFlag(FLAGS_stack_depth),
                               .depot_max_pools = absl::GetFlag(FLAGS_depot_max_pools),
                               .max_batch_events = absl::GetFlag(FLAGS_max_batch_events),
+                              .max_symbol_bytes = absl::GetFlag(FLAGS_max_symbol_bytes),
+                              .max_stream_definition_bytes =
+                                  absl::GetFlag(FLAGS_max_stream_definition_bytes),
+                              .max_streams = absl::GetFlag(FLAGS_max_streams),
+                              .max_grpc_memory = absl::GetFlag(FLAGS_max_grpc_memory),
                               .tracking = absl::GetFlag(FLAGS_tracking),
                               .metrics_listen = absl::GetFlag(FLAGS_metrics_listen)});
   if (!options.ok()) return Fail(std::string(options.status().message()));

@@ -17,6 +17,7 @@
 #include "grpcpp/server_builder.h"
 #include "server/metrics.h"
 #include "server/service.h"
+#include "grpcpp/resource_quota.h"
 #include "server/shared_machine.h"
 
 namespace pageowner::server {
@@ -38,7 +39,11 @@ struct Server::Impl {
   explicit Impl(const ServerOptions& options)
       : options(options),
         machine(options.machine),
-        service(&machine, ServiceOptions{.max_batch_events = options.max_batch_events}) {}
+        service(&machine,
+                ServiceOptions{.max_batch_events = options.max_batch_events,
+                               .max_symbol_bytes = options.max_symbol_bytes,
+                               .max_stream_definition_bytes = options.max_stream_definition_bytes,
+                               .max_streams = options.max_streams}) {}
 
   const ServerOptions options;
   SharedMachine machine;
@@ -78,6 +83,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   interceptors.push_back(NewRpcMetricsInterceptor(&impl->rpc_metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(kMaxReceiveBytes);
+  // All calls' buffers together: past it gRPC refuses new calls and stops reading, so that
+  // clients that send faster than we apply, or never read, cannot take the daemon's memory.
+  grpc::ResourceQuota quota("pageownerd");
+  quota.Resize(options.max_grpc_memory);
+  builder.SetResourceQuota(quota);
   // A second daemon on the same port must fail to start, not share the port (gRPC sets
   // SO_REUSEPORT by default).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

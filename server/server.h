@@ -20,6 +20,11 @@ struct ServerOptions {
   MachineOptions machine;
   // Events an Ingest batch may hold; a longer batch is malformed.
   uint32_t max_batch_events = kDefaultMaxBatchEvents;
+  // The bounds on what streams keep and buffer (server/limits.h says each).
+  uint64_t max_symbol_bytes = kDefaultMaxSymbolBytes;
+  uint64_t max_stream_definition_bytes = kDefaultMaxStreamDefinitionBytes;
+  uint32_t max_streams = kDefaultMaxStreams;
+  uint64_t max_grpc_memory = kDefaultMaxGrpcMemory;
   // host:port of the http endpoint serving /metrics and /healthz (port 0: any free port, see
   // metrics_port()); empty: none.
   std::string metrics_listen_address;

@@ -22,6 +22,16 @@ namespace pageowner::server {
 struct ServiceOptions {
   // Events a batch may hold; a longer batch is malformed (--max_batch_events).
   uint32_t max_batch_events = kDefaultMaxBatchEvents;
+  uint64_t max_symbol_bytes = kDefaultMaxSymbolBytes;                       // IngestLimits
+  uint64_t max_stream_definition_bytes = kDefaultMaxStreamDefinitionBytes;  // IngestLimits
+  // Ingest streams open at once; one more is refused with RESOURCE_EXHAUSTED.
+  uint32_t max_streams = kDefaultMaxStreams;
+
+  IngestLimits ingest_limits() const {
+    return IngestLimits{.max_batch_events = max_batch_events,
+                        .max_symbol_bytes = max_symbol_bytes,
+                        .max_stream_definition_bytes = max_stream_definition_bytes};
+  }
 };
 
 // Threading: reactions run on gRPC's callback threads and never wait on a condition; the only
@@ -37,7 +47,15 @@ struct ServiceOptions {
 // outstanding per stream; further answers wait in a queue of at most that many.
 //
 // Shutdown: BeginDrain, AwaitDrained, then stop the gRPC server, then StopWriter.
-class PageOwnerService final : public v1::PageOwner::CallbackService {
+// The callback service with Ingest taking its messages as bytes (the reactor parses them, so
+// that a message it cannot parse ends the stream with INVALID_ARGUMENT).
+using PageOwnerServiceBase = v1::PageOwner::WithRawCallbackMethod_Ingest<
+    v1::PageOwner::WithCallbackMethod_GetPage<v1::PageOwner::WithCallbackMethod_GetStack<
+        v1::PageOwner::WithCallbackMethod_ListPages<v1::PageOwner::WithCallbackMethod_ListStacks<
+            v1::PageOwner::WithCallbackMethod_GetStats<v1::PageOwner::WithCallbackMethod_SortPages<
+                v1::PageOwner::WithCallbackMethod_SetTracking<v1::PageOwner::Service>>>>>>>>;
+
+class PageOwnerService final : public PageOwnerServiceBase {
  public:
   static constexpr int kMaxBatchesInFlight = 4;
 
@@ -46,7 +64,7 @@ class PageOwnerService final : public v1::PageOwner::CallbackService {
   PageOwnerService(const PageOwnerService&) = delete;
   PageOwnerService& operator=(const PageOwnerService&) = delete;
 
-  grpc::ServerBidiReactor<v1::EventBatch, v1::BatchResult>* Ingest(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Ingest(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* GetPage(grpc::CallbackServerContext* context,
                                     const v1::GetPageRequest* request,

@@ -1,5 +1,6 @@
 #include "wire/status.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -51,7 +52,62 @@ int32_t ToRpcCode(absl::StatusCode code) { return static_cast<int32_t>(ToGrpcCod
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(ToGrpcCode(status.code()), std::string(status.message()));
+  return grpc::Status(ToGrpcCode(status.code()),
+                      WireMessage(status.message()));
+}
+
+namespace {
+
+// The length of the valid UTF-8 sequence at s[i], or 0 when the byte there does not start one.
+size_t Utf8SequenceLength(absl::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xbf;  // the allowed range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;  // no overlong forms
+    if (c == 0xed) hi = 0x9f;  // no surrogates
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;  // nothing above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+std::string WireMessage(absl::string_view message) {
+  std::string out;
+  const size_t keep = std::min(message.size(), kMaxWireMessageBytes);
+  out.reserve(keep + 64);
+  for (size_t i = 0; i < keep;) {
+    const size_t n = Utf8SequenceLength(message, i);
+    if (n == 0) {
+      absl::StrAppend(&out, "\\x", absl::Hex(static_cast<unsigned char>(message[i]), absl::kZeroPad2));
+      ++i;
+    } else if (i + n > keep) {
+      break;  // a character cut by the limit is left out whole
+    } else {
+      out.append(message.data() + i, n);
+      i += n;
+    }
+  }
+  if (keep < message.size()) {
+    absl::StrAppend(&out, "... (cut: the message was ", message.size(), " bytes)");
+  }
+  return out;
 }
 
 namespace {

@@ -21,7 +21,15 @@ grpc::StatusCode ToGrpcCode(absl::StatusCode code);
 int32_t ToRpcCode(absl::StatusCode code);
 
 // The gRPC status for `status`: same code, same message (OK carries no message).
+// The status with its message made fit for the wire (WireMessage).
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// A status message as it may travel: valid UTF-8 (a byte that is not part of a valid UTF-8
+// sequence becomes "\xHH", so kernel names in a message cannot break a proto3 string or a
+// client's decoder) and at most kMaxWireMessageBytes (a message that echoes a large input is
+// cut, saying how long it was, so that it stays under gRPC's 8 KiB metadata limit).
+inline constexpr size_t kMaxWireMessageBytes = 1024;
+std::string WireMessage(absl::string_view message);
 
 // The same code and message. gRPC and Abseil share the canonical code numbers.
 absl::Status FromGrpcStatus(const grpc::Status& status);

@@ -404,6 +404,34 @@ TEST(MachineTest, PagesAllocatedWhileTrackingWasOffGetTheEarlyHandle) {
   EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.allocator().allocated_pages().raw()));
 }
 
+// Issue 10, finding 7: a page freed while tracked, then allocated while tracking was off, kept
+// its stale freed record when tracking came back, and was allocated but untracked.
+TEST(MachineTest, AStaleFreedRecordGetsTheEarlyHandleWhenTrackingReturns) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(100)}).ok());
+  ASSERT_TRUE(m.Free({.pfn = Pfn(100), .order = Order(0), .frames = a}).ok());
+  const uint64_t early_before = m.counters().early_handle_pages;
+  m.SetTracking(false, 0);
+  ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(100)}).ok());
+  ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(101)}).ok());
+  m.SetTracking(true, 555);
+  EXPECT_EQ(m.counters().early_handle_pages - early_before, 2u);
+  EXPECT_EQ(m.tracked_pages().raw(), m.allocator().allocated_pages().raw());
+  const PageOwner p = *m.PageRecord(Pfn(100));
+  EXPECT_TRUE(p.allocated);
+  EXPECT_EQ(p.handle, m.early_handle());
+  EXPECT_EQ(p.ts_ns, 555u);
+  int listed = 0;
+  m.ForEachOwnedBlock(Pfn(100), [&](const PageOwner& o) {
+    if (o.pfn.raw() > 101) return false;
+    ++listed;
+    return true;
+  });
+  EXPECT_EQ(listed, 2);  // the dump lists pfn 100 again
+  EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.allocator().allocated_pages().raw()));
+}
+
 TEST(MachineTest, FreeWhileTrackingIsOffStillTakesPagesOffTheirStack) {
   Machine m(Small());
   const auto a = Stack(1);

@@ -14,7 +14,7 @@ using testing::BatchBuilder;
 class IngestStreamTest : public ::testing::Test {
  protected:
   SymbolTable symbols_;
-  IngestStream stream_{&symbols_, 8};
+  IngestStream stream_{&symbols_, IngestLimits{.max_batch_events = 8}};
   PreparedBatch out_;
 };
 
@@ -282,6 +282,93 @@ TEST(FillBatchResultTest, ColumnsAndMessages) {
   EXPECT_EQ(r.code(), 3);
   EXPECT_EQ(r.message(), "malformed batch: x");
   EXPECT_EQ(r.event_code_size(), 0);
+}
+
+// Issue 10, finding 3: names of a refused batch were kept for good. Nothing of a refused batch
+// is kept now: not its definitions, not the names of its frames (ip 0 or not).
+TEST_F(IngestStreamTest, ARefusedBatchLeavesNoName) {
+  BatchBuilder b;
+  b.Stack(1, {{0, "only_in_a_refused_batch+0x1/0x2"}, {0xffffffff81555555, "named+0x0/0x8"}})
+      .Alloc(0, 1, 7);  // task 7 is not defined
+  const absl::Status s = stream_.Prepare(b.batch(), &out_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "malformed batch: event 0: task id 7 is not defined in this stream");
+  EXPECT_EQ(symbols_.name_bytes(), 0u);
+  EXPECT_FALSE(symbols_.HasSyntheticAddress("only_in_a_refused_batch+0x1/0x2"));
+  EXPECT_FALSE(symbols_.Named(0xffffffff81555555));
+  EXPECT_EQ(stream_.stack_definitions(), 0u);
+  EXPECT_EQ(stream_.definition_bytes(), 0u);
+}
+
+TEST_F(IngestStreamTest, SymbolsAndCommsAreBounded) {
+  {
+    BatchBuilder b;
+    b.Stack(1, {{0xffffffff81000001, std::string(641, 'x')}});
+    EXPECT_EQ(stream_.Prepare(b.batch(), &out_).message(),
+              "malformed batch: stack 1: frame 0 has a symbol of 641 bytes (at most 640)");
+  }
+  {
+    BatchBuilder b;
+    b.Stack(1, {{0xffffffff81000001, std::string(640, 'x')}});
+    EXPECT_TRUE(stream_.Prepare(b.batch(), &out_).ok());
+    EXPECT_EQ(symbols_.name_bytes(), 640u);
+  }
+  {
+    BatchBuilder b;
+    b.Task(1, 1, 1, std::string(65, 'c'));
+    EXPECT_EQ(stream_.Prepare(b.batch(), &out_).message(),
+              "malformed batch: task 1: a comm of 65 bytes (at most 64)");
+  }
+}
+
+TEST(IngestLimitsTest, TheSymbolTableAndAStreamsDefinitionsAreBounded) {
+  SymbolTable symbols;
+  IngestStream a(&symbols, IngestLimits{.max_symbol_bytes = 100});
+  IngestStream other(&symbols, IngestLimits{.max_symbol_bytes = 100});
+  PreparedBatch out;
+  BatchBuilder first;
+  first.Stack(1, {{0xffffffff81000001, std::string(60, 'a')}});
+  ASSERT_TRUE(a.Prepare(first.batch(), &out).ok());
+  // The table is shared: another stream's 41 new bytes pass the 100.
+  BatchBuilder second;
+  second.Stack(1, {{0, std::string(41, 'b')}}).Alloc(0, 1);
+  const absl::Status s = other.Prepare(second.batch(), &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.message(),
+            "the batch's frames add 41 bytes of names to the daemon's 60; the limit is "
+            "--max_symbol_bytes=100");
+  EXPECT_EQ(symbols.name_bytes(), 60u);
+  EXPECT_EQ(other.stack_definitions(), 0u);
+  // A name the table already has costs nothing.
+  BatchBuilder again;
+  again.Stack(2, {{0xffffffff81000001, std::string(60, 'a')}});
+  EXPECT_TRUE(other.Prepare(again.batch(), &out).ok());
+
+  IngestStream small(&symbols, IngestLimits{.max_stream_definition_bytes = 100});
+  BatchBuilder tasks;
+  tasks.Task(1, 1, 1, "x").Task(2, 2, 2, "y").Task(3, 3, 3, "z").Task(4, 4, 4, "w");
+  const absl::Status t = small.Prepare(tasks.batch(), &out);
+  EXPECT_EQ(t.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(small.task_definitions(), 0u);
+  BatchBuilder one;
+  one.Task(1, 1, 1, "x");
+  ASSERT_TRUE(small.Prepare(one.batch(), &out).ok());
+  const uint64_t bytes = small.definition_bytes();
+  EXPECT_GT(bytes, 0u);
+  // Redefining an id gives its bytes back.
+  ASSERT_TRUE(small.Prepare(one.batch(), &out).ok());
+  EXPECT_EQ(small.definition_bytes(), bytes);
+}
+
+// Issue 10, finding 1: comm is bytes; cut to 15 bytes mid-character it stays exactly those bytes.
+TEST_F(IngestStreamTest, CommBytesPassThroughUntouched) {
+  const std::string comm = "Renderer Threa\xc3\x84x";  // 17 bytes of valid UTF-8
+  BatchBuilder b;
+  b.Stack(1, std::vector<uint64_t>{0x10}).Task(1, 5, 5, comm).Task(2, 6, 6, "\xff\xfe\xc3");
+  b.Alloc(0, 1, 1).Alloc(0, 1, 2);
+  ASSERT_TRUE(stream_.Prepare(b.batch(), &out_).ok());
+  EXPECT_EQ(std::get<AllocEvent>(out_.events[0]).comm, comm);
+  EXPECT_EQ(std::get<AllocEvent>(out_.events[1]).comm, "\xff\xfe\xc3");
 }
 
 }  // namespace

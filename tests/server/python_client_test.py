@@ -44,6 +44,7 @@ def main():
             assert m, "unexpected first line: %r" % line
             with grpc.insecure_channel(m.group(1)) as channel:
                 run(channel, pb, pb_grpc)
+                hostile(channel, pb, pb_grpc)
         finally:
             daemon.send_signal(signal.SIGTERM)
             code = daemon.wait(timeout=30)
@@ -54,12 +55,12 @@ def main():
 def run(channel, pb, pb_grpc):
     grpc_module = sys.modules["grpc"]
     stub = pb_grpc.PageOwnerStub(channel)
-    frames = [pb.Frame(ip=0xffffffff81001000, symbol="py_alloc+0x10/0x40"),
-              pb.Frame(ip=0, symbol="py_caller+0x8/0x20")]
+    frames = [pb.Frame(ip=0xffffffff81001000, symbol=b"py_alloc+0x10/0x40"),
+              pb.Frame(ip=0, symbol=b"py_caller+0x8/0x20")]
     first = pb.EventBatch(
         sequence=1,
         stacks=[pb.StackDef(id=1, frames=frames)],
-        tasks=[pb.TaskDef(id=1, pid=4242, tgid=4240, comm="python3")],
+        tasks=[pb.TaskDef(id=1, pid=4242, tgid=4240, comm=b"python3")],
         kind=[pb.EVENT_KIND_ALLOC, pb.EVENT_KIND_ALLOC, pb.EVENT_KIND_FREE],
         order=[2, 0, 3],
         pfn=[256, 0, 999],
@@ -85,14 +86,14 @@ def run(channel, pb, pb_grpc):
 
     page = stub.GetPage(pb.GetPageRequest(pfn=257))
     assert page.block_head == 256 and page.block_order == 2, page
-    assert page.page.pid == 4242 and page.page.tgid == 4240 and page.page.comm == "python3", page
+    assert page.page.pid == 4242 and page.page.tgid == 4240 and page.page.comm == b"python3", page
     assert page.page.allocated and page.page.handle == handle, page
-    assert page.page_owner_text.startswith("Page allocated via order 2, mask "), page
-    assert "PFN 0x100 " in page.page_owner_text, page.page_owner_text
-    assert " py_alloc+0x10/0x40\n py_caller+0x8/0x20\n" in page.page_owner_text, page
+    assert page.page_owner_text.startswith(b"Page allocated via order 2, mask "), page
+    assert b"PFN 0x100 " in page.page_owner_text, page.page_owner_text
+    assert b" py_alloc+0x10/0x40\n py_caller+0x8/0x20\n" in page.page_owner_text, page
 
     stack = stub.GetStack(pb.GetStackRequest(handle=handle))
-    assert [f.symbol for f in stack.frames] == ["py_alloc+0x10/0x40", "py_caller+0x8/0x20"], stack
+    assert [f.symbol for f in stack.frames] == [b"py_alloc+0x10/0x40", b"py_caller+0x8/0x20"], stack
     assert stack.frames[0].ip == 0xffffffff81001000 and stack.frames[1].ip != 0, stack
     assert stack.pages == 4 + 1 + 2 and stack.allocations == 3, stack
 
@@ -109,6 +110,53 @@ def run(channel, pb, pb_grpc):
     assert [s.handle for chunk in chunks for s in chunk.stacks] == [handle], chunks
     stats = stub.GetStats(pb.GetStatsRequest())
     assert stats.allocs == 3 and stats.rejected == 1 and stats.batches_rejected == 1, stats
+
+
+def hostile(channel, pb, pb_grpc):
+    """Issue 10's findings 1 and 2, from a client that is not ours."""
+    grpc_module = sys.modules["grpc"]
+    stub = pb_grpc.PageOwnerStub(channel)
+    # Kernel names are bytes: a comm the daemon cuts mid-character (15 of 17 bytes), a comm that
+    # is not UTF-8 at all (cut at its NUL, as the kernel's strings are), a symbol that is not.
+    cut = "Renderer Threa\u00c4x".encode()
+    raw = b"\xff\xfe\x00\xc3"
+    symbol = b"\xe4\xb8sym+0x1/0x2"
+    batch = pb.EventBatch(
+        sequence=1,
+        stacks=[pb.StackDef(id=1, frames=[pb.Frame(ip=0xffffffff81002000, symbol=symbol)])],
+        tasks=[pb.TaskDef(id=1, pid=7, tgid=7, comm=cut), pb.TaskDef(id=2, pid=8, tgid=8, comm=raw)],
+        kind=[pb.EVENT_KIND_ALLOC, pb.EVENT_KIND_ALLOC], order=[0, 0], pfn=[4096, 4097],
+        stack_id=[1, 1], task_id=[1, 2], flags=[pb.EVENT_FLAG_AT_PFN, pb.EVENT_FLAG_AT_PFN])
+    results = list(stub.Ingest(iter([batch])))
+    assert len(results) == 1 and results[0].code == 0, results
+    assert list(results[0].event_code) == [0, 0], results
+    page = stub.GetPage(pb.GetPageRequest(pfn=4096))
+    assert page.page.comm == b"Renderer Threa\xc3", page.page.comm
+    assert b"tgid 7 (Renderer Threa\xc3), ts " in page.page_owner_text, page.page_owner_text
+    assert b" " + symbol + b"\n" in page.page_owner_text, page.page_owner_text
+    assert stub.GetPage(pb.GetPageRequest(pfn=4097)).page.comm == b"\xff\xfe"
+    stack = stub.GetStack(pb.GetStackRequest(handle=page.page.handle))
+    assert [f.symbol for f in stack.frames] == [symbol], stack
+    chunks = list(stub.ListPages(pb.ListPagesRequest(comm=b"Renderer Threa\xc3")))
+    assert [p.pfn for c in chunks for p in c.pages] == [4096], chunks
+    report = stub.SortPages(pb.SortRequest(args=[b"--cull=name"]))
+    assert b"Renderer Threa\xc3" in report.output, report.output
+    # A message that is not an EventBatch ends the stream with INVALID_ARGUMENT (not OK), after
+    # the batches before it were answered.
+    ingest = channel.stream_stream("/pageowner.v1.PageOwner/Ingest",
+                                   request_serializer=None,
+                                   response_deserializer=pb.BatchResult.FromString)
+    good = pb.EventBatch(sequence=9).SerializeToString()
+    truncated = b"\x08"  # field 1's tag, its varint missing
+    answers = []
+    try:
+        for answer in ingest(iter([good, truncated, good])):
+            answers.append(answer)
+        raise AssertionError("a stream with an undecodable message ended OK: %r" % answers)
+    except grpc_module.RpcError as e:
+        assert e.code() == grpc_module.StatusCode.INVALID_ARGUMENT, e
+        assert "message 2 of the stream is not an EventBatch" in e.details(), e.details()
+    assert [a.sequence for a in answers] == [9], answers
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ class World {
  public:
   World(v1::PageOwner::Stub* stub, const ServerOptions& options)
       : local_(options.machine),
-        stream_(&local_.symbols(), options.max_batch_events),
+        stream_(&local_.symbols(), IngestLimits{.max_batch_events = options.max_batch_events}),
         rw_(stub->Ingest(&context_)) {}
   ~World() {
     rw_->WritesDone();

@@ -1,5 +1,6 @@
 #include "wire/status.h"
 
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -52,6 +53,30 @@ TEST(ToGrpcStatusTest, KeepsTheMessage) {
   const grpc::Status ok = wire::ToGrpcStatus(absl::OkStatus());
   EXPECT_TRUE(ok.ok());
   EXPECT_EQ(ok.error_message(), "");
+}
+
+TEST(WireMessageTest, ValidUtf8PassesAndOtherBytesAreEscaped) {
+  EXPECT_EQ(WireMessage("plain"), "plain");
+  EXPECT_EQ(WireMessage("Renderer Threa\xc3\x84x"), "Renderer Threa\xc3\x84x");
+  EXPECT_EQ(WireMessage("Renderer Threa\xc3"), "Renderer Threa\\xc3");  // cut mid-character
+  EXPECT_EQ(WireMessage(std::string("\xff\xfe\x00\xc3", 4)), std::string("\\xff\\xfe\x00\\xc3", 13));
+  EXPECT_EQ(WireMessage("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a surrogate is not UTF-8
+  EXPECT_EQ(WireMessage("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");
+}
+
+// Issue 10, finding 5: a 9 KB argument echoed in a message made INVALID_ARGUMENT a
+// RESOURCE_EXHAUSTED "metadata size exceeds limit" on the client.
+TEST(WireMessageTest, LongMessagesAreCut) {
+  const std::string long_message = "unknown option " + std::string(9000, 'x');
+  const std::string got = WireMessage(long_message);
+  EXPECT_EQ(got, "unknown option " + std::string(1024 - 15, 'x') +
+                     "... (cut: the message was 9015 bytes)");
+  const grpc::Status s = ToGrpcStatus(absl::InvalidArgumentError(long_message));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), got);
+  // A character the limit would cut is left out whole.
+  const std::string euro = std::string(1023, 'a') + "\xe2\x82\xac";
+  EXPECT_EQ(WireMessage(euro), std::string(1023, 'a') + "... (cut: the message was 1026 bytes)");
 }
 
 }  // namespace
