@@ -22,6 +22,9 @@
 //    arithmetic and all, so ties come out in the tool's order;
 //  - 6.12: only one of -a -m -n -p -P -s -t may be given, and --sort is checked but has no
 //    effect (the single sort key of those flags, default -t, replaces it).
+//
+// The command line (SortOptions, ParseSortArgs) is core/page_owner_sort_args.h; what is read out
+// of each block (the tool's regular expressions) is core/page_owner_sort_fields.h.
 #ifndef PAGEOWNER_CORE_PAGE_OWNER_SORT_H_
 #define PAGEOWNER_CORE_PAGE_OWNER_SORT_H_
 
@@ -33,79 +36,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/status/statusor.h"
+#include "core/page_owner_sort_args.h"
 
 namespace pageowner {
-
-enum class PageOwnerSortVersion {
-  k6_12,  // tools/mm/page_owner_sort.c of 6.12.117 (the default)
-  k6_1,   // tools/vm/page_owner_sort.c of 6.1.192
-};
-
-// The tool's comparators.
-enum class SortKey {
-  kTimes,       // how many blocks a record merges (-t)
-  kPages,       // base pages, sum of 2^order (-m)
-  kPid,         // -p, --sort pid|p
-  kTgid,        // -P, --sort tgid|tg
-  kName,        // task comm, -n, --sort name|n
-  kStacktrace,  // the block after its first line, -s, --sort stacktrace|st
-  kAllocTs,     // ts, -a, --sort alloc_ts|at
-  kText,        // the whole block, --sort txt|T
-  kAllocator,   // CMA/SLAB/VMALLOC/OTHERS bits, --sort allocator|ator
-  kFreeTs,      // 6.1 only: free_ts, -r, --sort free_ts|ft
-};
-
-struct SortField {
-  SortKey key = SortKey::kTimes;
-  bool descending = false;
-
-  bool operator==(const SortField&) const = default;
-};
-
-// What --cull merges by (the tool always compares in this order, whatever the list order).
-struct CullKeys {
-  bool stacktrace = false;
-  bool pid = false;
-  bool tgid = false;
-  bool name = false;
-  bool released = false;  // 6.1 only: --cull free|f
-  bool allocator = false;
-
-  bool any() const { return stacktrace || pid || tgid || name || released || allocator; }
-  bool operator==(const CullKeys&) const = default;
-};
-
-struct SortOptions {
-  PageOwnerSortVersion version = PageOwnerSortVersion::k6_12;
-  // The comparator chain, first key first (the tool's sort_condition). ParseSortArgs of the 6.12
-  // tool always gives one key; 6.1 with no sort option gives none (records stay in cull order).
-  std::vector<SortField> sort = {{SortKey::kTimes, /*descending=*/true}};
-  // Filters; std::nullopt = not given. A given filter also adds its field to --cull records.
-  std::optional<std::vector<int32_t>> pids;
-  std::optional<std::vector<int32_t>> tgids;
-  std::optional<std::vector<std::string>> names;
-  bool filter_released = false;  // 6.1 only: -f
-  CullKeys cull;
-  bool debug = false;  // -d: the tool's "no matching pattern ..." messages on stderr
-  // Non-option arguments, in order (the tool's <input> <output>; it needs two, we take none).
-  std::vector<std::string> operands;
-
-  bool operator==(const SortOptions&) const = default;
-};
-
-// Parses page_owner_sort's command line without argv[0], as glibc's getopt_long does for the
-// tool (permuted operands, "--", grouped short options, --opt=value and --opt value, unique
-// prefixes of long options). kInvalidArgument, with the line the tool prints on stderr, for what
-// makes the tool exit(1): an unknown option or a missing argument (the tool then prints its usage),
-// a bad --pid/--tgid/--cull/--sort list, and (6.12) more than one of -a -m -n -p -P -s -t. Missing
-// operands are not an error here.
-absl::StatusOr<SortOptions> ParseSortArgs(
-    const std::vector<std::string>& args,
-    PageOwnerSortVersion version = PageOwnerSortVersion::k6_12);
-
-// The 6.12 tool's usage text (it prints it on stdout before exiting on a bad command line).
-std::string_view PageOwnerSortUsage();
 
 // One run of the tool.
 struct SortReport {
@@ -157,6 +90,8 @@ class PageOwnerSorter {
     uint64_t ts_61;    // 6.1's "ts\s*([0-9]*)\s*ns,"
     uint64_t free_ts;  // 6.1
   };
+
+  class ReportRun;  // one Report(), in the tool's steps (page_owner_sort.cc)
 
   void ProcessPiece(std::string_view piece);
   void EndBlock();
