@@ -62,46 +62,6 @@ std::string_view DumpGenerationName(DumpGeneration g) {
   return "unknown";
 }
 
-void AppendDumpBlock(const DumpBlock& b, std::string* out) {
-  absl::StrAppend(out, Sv(kHeaderPrefix), b.order.raw(), ", mask 0x", absl::Hex(b.gfp_mask), "(",
-                  Sv(b.gfp_names), ")");
-  if (b.pid) absl::StrAppend(out, ", pid ", *b.pid);
-  if (b.tgid) absl::StrAppend(out, ", tgid ", *b.tgid);
-  if (b.comm) absl::StrAppend(out, " (", Sv(*b.comm), ")");
-  if (b.ts_ns) absl::StrAppend(out, ", ts ", *b.ts_ns, " ns");
-  if (b.free_ts_ns) absl::StrAppend(out, ", free_ts ", *b.free_ts_ns, " ns");
-  out->append("\nPFN ");
-  if (b.pfn_hex) {
-    absl::StrAppend(out, "0x", absl::Hex(b.pfn.raw()));
-  } else {
-    absl::StrAppend(out, b.pfn.raw());
-  }
-  absl::StrAppend(out, " type ", Sv(b.page_migratetype_name), " Block ", b.pageblock, " type ",
-                  Sv(b.pageblock_migratetype_name), " Flags ", Sv(b.flags_text), "\n");
-  for (const DumpFrame& f : b.frames) {
-    out->push_back(' ');
-    out->append(f.text);
-    out->push_back('\n');
-  }
-  if (b.migrated) {
-    absl::StrAppend(out, Sv(kMigratedPrefix),
-                    Sv(b.migrate_legacy_text ? kReason2016 : kReasonToday),
-                    Sv(b.migrate_reason_name), "\n");
-  }
-  if (b.slab) absl::StrAppend(out, Sv(kSlabLine), "\n");
-  if (b.charged) {
-    absl::StrAppend(out, Sv(kChargedPrefix), b.memcg_via_objcg ? "(via objcg) " : "", "to ",
-                    b.memcg_offline ? "offline " : "", "memcg ", Sv(b.memcg_name), "\n");
-  }
-  out->push_back('\n');
-}
-
-std::string RenderDumpBlock(const DumpBlock& block) {
-  std::string out;
-  AppendDumpBlock(block, &out);
-  return out;
-}
-
 DumpParser::DumpParser(BlockCallback on_block, DumpParserOptions options)
     : on_block_(std::move(on_block)),
       options_(options),

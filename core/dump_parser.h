@@ -49,9 +49,10 @@ struct DumpFrame {
   std::optional<uint64_t> address;
 };
 
-// One block of a page_owner dump, with everything needed to print it back byte for byte
-// (RenderDumpBlock). The string views point into the parser's buffers and are valid only during
-// the callback that receives the block: copy what you keep.
+// One block of a page_owner dump, as printed: an importer keeps what core/reports.cc's
+// AppendPageOwnerBlock needs to print it back byte for byte (the real dumps of tests/data do). The
+// string views point into the parser's buffers and are valid only during the callback that receives
+// the block: copy what you keep.
 struct DumpBlock {
   uint64_t line = 0;         // line number of the header
   uint64_t byte_offset = 0;  // offset of the header's first byte in the input
@@ -95,12 +96,6 @@ struct DumpBlock {
 
   bool truncated = false;  // the input ended before the block's blank line
 };
-
-// The block as the kernel prints it, blank line included. For a block the kernel printed (and
-// the parser read without problems) this is the input text, byte for byte; numbers are printed
-// in the kernel's canonical form (no leading zeros, lowercase hex).
-std::string RenderDumpBlock(const DumpBlock& block);
-void AppendDumpBlock(const DumpBlock& block, std::string* out);
 
 struct DumpParserOptions {
   size_t max_line_bytes = 4096;  // longer lines are reported and dropped
