@@ -8,11 +8,13 @@
 #include <cstdio>
 #include <istream>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/numeric/int128.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -86,9 +88,11 @@ absl::Status ReadXz(const std::string& file, std::string* out) {
 }
 
 // The last page of the highest block a dump lists (a quick look at its header and PFN lines),
-// or -1 when it lists none. Lines that do not parse are left to the parser to report.
-int64_t HighestPage(std::string_view text) {
-  int64_t highest = -1;
+// or nullopt when it lists none. Lines that do not parse are left to the parser to report. Any
+// 64-bit pfn counts (a block past 2^64 - 1 saturates there): a pfn nobody's memory reaches must
+// still be refused before anything is sent.
+std::optional<uint64_t> HighestPage(std::string_view text) {
+  std::optional<uint64_t> highest;
   uint64_t order = 0;
   size_t pos = 0;
   constexpr std::string_view kHeader = "Page allocated via order ";
@@ -107,8 +111,10 @@ int64_t HighestPage(std::string_view text) {
       uint64_t pfn = 0;
       const bool ok = rest.rfind("0x", 0) == 0 ? ParseHexU64(rest.substr(2), &pfn)
                                                : ParseDecimalU64(rest, &pfn);
-      if (!ok || pfn > (uint64_t{1} << 52)) continue;
-      highest = std::max<int64_t>(highest, static_cast<int64_t>(pfn + (uint64_t{1} << order) - 1));
+      if (!ok) continue;
+      const uint64_t span = (uint64_t{1} << order) - 1;
+      const uint64_t last = pfn > UINT64_MAX - span ? UINT64_MAX : pfn + span;
+      highest = std::max(highest.value_or(0), last);
     }
   }
   return highest;
@@ -213,7 +219,7 @@ int RunImport(Client& client, const ImportOptions& options, Io io) {
   }
   // The whole input is in memory (decompressed), so the highest pfn is known before anything is
   // sent, for stdin too.
-  const int64_t highest = HighestPage(text);
+  const std::optional<uint64_t> highest = HighestPage(text);
   absl::StatusOr<v1::Stats> stats = client.GetStats();
   if (!stats.ok()) {
     io.err << "pageowner: " << client::CodeName(stats.status().code()) << ": "
@@ -221,12 +227,15 @@ int RunImport(Client& client, const ImportOptions& options, Io io) {
     return kExitServerError;
   }
   const uint64_t total = stats->total_pages();
-  if (highest >= 0 && static_cast<uint64_t>(highest) >= total && !options.force) {
-    io.err << absl::StrFormat(
-        "pageowner: import: the dump's highest pfn is 0x%x (%d), beyond the daemon's memory of "
-        "%d pages (pfns 0..0x%x); start pageownerd with --memory of at least %d KiB, or import "
-        "with --force (those blocks then fail with OUT_OF_RANGE)\n",
-        highest, highest, total, total == 0 ? 0 : total - 1, (highest + 1) * 4);
+  if (highest.has_value() && *highest >= total && !options.force) {
+    // (pfn + 1) * 4 KiB does not fit 64 bits for the highest pfns.
+    const absl::uint128 kib = (absl::uint128(*highest) + 1) * 4;
+    io.err << "pageowner: import: the dump's highest pfn is "
+           << absl::StrFormat("0x%x (%d)", *highest, *highest)
+           << absl::StrFormat(", beyond the daemon's memory of %d pages (pfns 0..0x%x); ", total,
+                              total == 0 ? 0 : total - 1)
+           << "start pageownerd with --memory of at least " << kib
+           << " KiB, or import with --force (those blocks then fail with OUT_OF_RANGE)\n";
     return kExitServerError;
   }
 

@@ -115,6 +115,13 @@ std::vector<StackUsage> StacksOwning(const StackDepot& depot, int64_t threshold)
   return out;
 }
 
+std::vector<StackUsage> AllStacks(const StackDepot& depot) {
+  std::vector<StackUsage> out;
+  depot.ForEachStack([&](const StackUsage& s) { out.push_back(s); });
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
 void OrderStacks(StackOrder order, size_t top, std::vector<StackUsage>* stacks) {
   if (order == StackOrder::kPages) {
     std::stable_sort(stacks->begin(), stacks->end(),

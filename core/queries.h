@@ -100,6 +100,9 @@ enum class StackOrder { kPages, kAllocations, kNewest };
 // The stacks owning at least max(1, threshold) pages now, newest first (show_stacks with
 // count_threshold).
 std::vector<StackUsage> StacksOwning(const StackDepot& depot, int64_t threshold);
+// Every stored stack, whatever it owns (free stacks, stacks whose pages were all freed, the
+// special stacks), newest first.
+std::vector<StackUsage> AllStacks(const StackDepot& depot);
 // Sorts `stacks` (stable) and keeps the first `top` (0: all).
 void OrderStacks(StackOrder order, size_t top, std::vector<StackUsage>* stacks);
 

@@ -138,6 +138,7 @@ struct MachineSample {
   std::array<std::array<uint64_t, kMaxOrder + 1>, 3> free_pages{};
   StackDepotStats depot;
   size_t depot_bytes = 0;
+  uint64_t symbol_bytes = 0;
   size_t metadata_bytes = 0;
   MachineCounters counters;
 };
@@ -299,6 +300,7 @@ std::string MetricsExporter::Render() const {
     s.depot = m.depot().stats();
     const MachineMemory memory = m.MemoryUsage();
     s.depot_bytes = memory.depot;
+    s.symbol_bytes = m.symbols().name_bytes();
     s.metadata_bytes = memory.total();
     s.counters = m.counters();
     return s;
@@ -333,6 +335,14 @@ std::string MetricsExporter::Render() const {
   w.Family("pageowner_ingest_streams_open", "gauge", "Ingest streams open now.");
   w.Sample("pageowner_ingest_streams_open", {},
            ingest_->streams_open.load(std::memory_order_relaxed));
+  w.Family("pageowner_ingest_streams_refused_total", "counter",
+           "Ingest streams refused with RESOURCE_EXHAUSTED because --max_streams were open.");
+  w.Sample("pageowner_ingest_streams_refused_total", {},
+           ingest_->streams_refused.load(std::memory_order_relaxed));
+  w.Family("pageowner_symbol_bytes", "gauge",
+           "Bytes of frame names the daemon keeps (bounded by --max_symbol_bytes; a batch past "
+           "it is refused with RESOURCE_EXHAUSTED, counted in pageowner_events_total).");
+  w.Sample("pageowner_symbol_bytes", {}, s.symbol_bytes);
 
   w.Family("pageowner_memory_pages", "gauge", "Pages of 4 KiB in the simulated machine.");
   w.Sample("pageowner_memory_pages", {}, s.total_pages);

@@ -105,7 +105,10 @@ grpc::ServerUnaryReactor* PageOwnerService::ListStacks(grpc::CallbackServerConte
   // Usage values are copied under the lock and sorted outside it; frames stay valid for the
   // depot's lifetime.
   std::vector<StackUsage> stacks =
-      machine_->Read([&](const Machine& m) { return StacksOwning(m.depot(), request->threshold()); });
+      machine_->Read([&](const Machine& m) {
+        return request->include_empty() ? AllStacks(m.depot())
+                                        : StacksOwning(m.depot(), request->threshold());
+      });
   OrderStacks(*order, request->top(), &stacks);
   int64_t total = 0;
   for (const StackUsage& s : stacks) {

@@ -242,7 +242,9 @@ grpc::ServerUnaryReactor* FakePageOwner::ListStacks(grpc::CallbackServerContext*
   if (machine_ == nullptr) return Done(ctx, NoMachine());
   absl::StatusOr<StackOrder> order = wire::StackOrderFromProto(req->sort());
   if (!order.ok()) return Done(ctx, wire::ToGrpcStatus(order.status()));
-  std::vector<StackUsage> stacks = StacksOwning(machine_->depot(), req->threshold());
+  std::vector<StackUsage> stacks = req->include_empty()
+                                       ? AllStacks(machine_->depot())
+                                       : StacksOwning(machine_->depot(), req->threshold());
   OrderStacks(*order, req->top(), &stacks);
   for (const StackUsage& s : stacks) {
     wire::ToProto(s, machine_->symbols(), resp->add_stacks());

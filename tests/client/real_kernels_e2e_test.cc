@@ -20,17 +20,17 @@
 #include "absl/strings/str_cat.h"
 #include "core/page_owner_sort.h"
 #include "gtest/gtest.h"
-#include "tests/client/process.h"
+#include "tests/support/daemon_process.h"
 
 namespace pageowner {
 namespace {
 
 #if defined(PAGEOWNERD_BIN)
 
-using e2e::Ran;
-using e2e::ReadFile;
-using e2e::RunProgram;
-using e2e::TempPath;
+using testing::Ran;
+using testing::ReadFile;
+using testing::RunProgram;
+using testing::TempPath;
 
 std::string Data(const std::string& name) {
   return absl::StrCat(PAGEOWNER_TEST_DATA_DIR, "/", name);
@@ -48,7 +48,7 @@ std::string ReadXz(const std::string& name) {
 }
 
 // A pageownerd on 127.0.0.1, on the port the kernel picks, and the CLI pointed at it.
-class Daemon : public e2e::DaemonProcess {
+class Daemon : public testing::DaemonProcess {
  public:
   Daemon(const std::string& memory, bool tracking)
       : DaemonProcess(PAGEOWNERD_BIN, {absl::StrCat("--memory=", memory),
@@ -269,6 +269,20 @@ TEST(RealKernelsEndToEnd, MalformedInputsAreReportedWithLineNumbersAndTheRestImp
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(absl::StrContains(r.err, "OUT_OF_RANGE 1;")) << r.err;
   std::remove(far.c_str());
+
+  // Issue 10, finding 6: pfns of 2^63 and above slipped through the check (an int64), and the
+  // KiB figure overflowed from 2^61.
+  const std::string farthest = TempPath("farthest.txt");
+  std::ofstream(farthest)
+      << "Page allocated via order 1, mask 0xcc0(GFP_KERNEL), pid 1, tgid 1 (a), ts 1 ns\n"
+         "PFN 0xfffffffffffffffe type Unmovable Block 8 type Unmovable Flags 0x0(zone=1)\n"
+         " f+0x1/0x2\n\n";
+  r = d.Cli({"import", farthest});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "highest pfn is 0xffffffffffffffff (18446744073709551615)"))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "at least 73786976294838206464 KiB")) << r.err;
+  std::remove(farthest.c_str());
 
   r = d.Cli({"import", "/nonexistent/file.xz"});
   EXPECT_EQ(r.code, 2);

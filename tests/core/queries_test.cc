@@ -147,6 +147,26 @@ TEST_F(QueriesTest, StacksOwningAndTheirOrders) {
   EXPECT_EQ(two[0].handle, hb);
 }
 
+// Issue 10, finding 8: stacks that own no pages (free stacks) could not be listed.
+TEST_F(QueriesTest, AllStacksListsFreeOnlyStacksNewestFirst) {
+  const StackHandle ha = AllocAt(3000, 0, 1, "a", a_);
+  EventResult r = m_.Apply(FreeEvent{.pfn = Pfn(3000), .order = Order(0), .frames = b_});
+  ASSERT_TRUE(r.status.ok());
+  const StackHandle free_stack = r.handle;
+  ASSERT_TRUE(free_stack.valid());
+  bool owning_has_free = false;
+  for (const StackUsage& u : StacksOwning(m_.depot(), 0)) owning_has_free |= u.handle == free_stack;
+  EXPECT_FALSE(owning_has_free);
+  const std::vector<StackUsage> all = AllStacks(m_.depot());
+  ASSERT_GE(all.size(), 2u);
+  EXPECT_EQ(all[0].handle, free_stack);  // newest first
+  EXPECT_EQ(all[0].pages, 0);
+  EXPECT_EQ(all[1].handle, ha);
+  EXPECT_EQ(all[1].pages, 0);
+  EXPECT_EQ(all[1].allocations, 1u);
+  EXPECT_EQ(all.size(), m_.depot().stats().persistent_count);
+}
+
 TEST_F(QueriesTest, QueryPageOfATailPageNamesTheBlock) {
   const StackHandle hb = AllocAt(3008, 3, 2, "b", b_);
   absl::StatusOr<PageReport> r = QueryPage(m_, Pfn(3010));

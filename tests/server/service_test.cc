@@ -451,6 +451,72 @@ TEST_F(ServiceTest, DefinitionsAreStreamLocalAndReusedAcrossBatches) {
   EXPECT_NE(r.message().find("stack id 1 is not defined"), std::string::npos);
 }
 
+// Issue 10, finding 4: the streams' memory is bounded as a whole: past --max_streams a new
+// stream is refused with RESOURCE_EXHAUSTED while the open ones and queries are served.
+TEST_F(ServiceTest, StreamsPastMaxStreamsAreRefused) {
+  ServerOptions options = SmallOptions(kPages);
+  options.max_streams = 2;
+  Start(options);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::EventBatch, v1::BatchResult>>> open;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    open.push_back(stub_->Ingest(contexts.back().get()));
+    BatchBuilder b(i);
+    ASSERT_TRUE(open.back()->Write(b.batch()));
+    v1::BatchResult r;
+    ASSERT_TRUE(open.back()->Read(&r));  // answered: the stream is registered
+  }
+  grpc::ClientContext third_context;
+  auto third = stub_->Ingest(&third_context);
+  v1::BatchResult r;
+  EXPECT_FALSE(third->Read(&r));
+  const grpc::Status refused = third->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(refused.error_message(),
+            "2 Ingest streams are open, the daemon's limit (--max_streams=2); retry when one has "
+            "ended");
+  EXPECT_EQ(Stats().streams_open(), 2u);
+  for (auto& s : open) {
+    s->WritesDone();
+    EXPECT_TRUE(s->Finish().ok());
+  }
+  // One slot is free again.
+  grpc::ClientContext again_context;
+  auto again = stub_->Ingest(&again_context);
+  BatchBuilder b(9);
+  ASSERT_TRUE(again->Write(b.batch()));
+  ASSERT_TRUE(again->Read(&r));
+  EXPECT_EQ(r.sequence(), 9u);
+  again->WritesDone();
+  EXPECT_TRUE(again->Finish().ok());
+}
+
+TEST_F(ServiceTest, ListStacksIncludeEmptyListsFreeStacks) {
+  Start();
+  BatchBuilder b;
+  b.Stack(1, std::vector<uint64_t>{0xffffffff81000010}).Stack(2, std::vector<uint64_t>{0xffffffff81000020});
+  b.AllocAt(64, 0, 1).Free(64, 0, 2);
+  World w(stub_.get(), options_);
+  w.Run(b);
+  grpc::ClientContext context;
+  v1::ListStacksRequest request;
+  request.set_include_empty(true);
+  request.set_sort(v1::STACK_SORT_NEWEST);
+  v1::ListStacksResponse out;
+  ASSERT_TRUE(stub_->ListStacks(&context, request, &out).ok());
+  ASSERT_GE(out.stacks_size(), 2);
+  EXPECT_EQ(out.stacks(0).frames(0).ip(), 0xffffffff81000020u);  // the free stack, newest
+  EXPECT_EQ(out.stacks(0).pages(), 0);
+  EXPECT_EQ(out.stacks(1).frames(0).ip(), 0xffffffff81000010u);
+  EXPECT_EQ(out.stacks(1).allocations(), 1u);
+  EXPECT_EQ(static_cast<uint64_t>(out.stacks_size()), Stats().depot_persistent_count());
+  const v1::ListStacksResponse owners = ListStacks(0, v1::STACK_SORT_NEWEST, 0);
+  for (const v1::Stack& s : owners.stacks()) {
+    EXPECT_NE(s.frames(0).ip(), 0xffffffff81000020u);  // the default lists owners only
+  }
+}
+
 TEST_F(ServiceTest, TaskCommIsCutTo15Bytes) {
   Start();
   BatchBuilder b;
