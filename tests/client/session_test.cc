@@ -9,8 +9,7 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/notification.h"
-#include "absl/time/clock.h"
+#include "absl/synchronization/mutex.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "tests/client/fake_service.h"
@@ -327,22 +326,32 @@ TEST_F(SessionTest, BackpressureBlocksTheProducerUntilTheDaemonAnswers) {
   service_.Hold();
   auto session = Start(/*batch_events=*/4, /*max_in_flight=*/2);
   const std::vector<Frame> s = MakeStack(2, "s_");
-  std::atomic<int> added{0};
+  absl::Mutex mu;
+  int added ABSL_GUARDED_BY(mu) = 0;
   std::thread producer([&] {
     for (int i = 0; i < 20; ++i) {
       session->Alloc(SomeAlloc(s));
+      absl::MutexLock lock(&mu);
       ++added;
     }
   });
   // Two batches (8 events) may be in flight; the 12th event fills the third batch and blocks.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (added.load() < 11 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  absl::SleepFor(absl::Milliseconds(300));
-  EXPECT_EQ(added.load(), 11);
+  // Nothing is answered while held, so a third batch or a 12th return would break the bound.
+  EXPECT_TRUE(service_.AwaitBatchesReceived(2, absl::Seconds(10)));
+  {
+    absl::MutexLock lock(&mu);
+    auto eleven = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return added >= 11; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&eleven), absl::Seconds(10)));
+    EXPECT_EQ(added, 11);
+  }
   EXPECT_EQ(service_.batches_received(), 2);
   service_.Release();
   producer.join();
-  EXPECT_EQ(added.load(), 20);
+  EXPECT_EQ(service_.batches_received_while_held(), 2);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(added, 20);
+  }
   ASSERT_TRUE(session->Finish().ok());
   std::vector<IngestResult> results;
   session->Poll(&results);
@@ -417,8 +426,10 @@ TEST_F(SessionTest, DestroyingWithoutFinishCancels) {
     const std::vector<Frame> s = MakeStack(2, "s_");
     for (int i = 0; i < 4; ++i) session->Alloc(SomeAlloc(s));
   }  // must not hang
+  // The stream was cancelled, not finished: the service's reactor saw OnCancel.
+  EXPECT_TRUE(service_.AwaitStreamsCancelled(1, absl::Seconds(10)));
+  EXPECT_EQ(service_.streams_cancelled(), 1);
   service_.Release();
-  SUCCEED();
 }
 
 }  // namespace
