@@ -18,15 +18,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "tests/client/process.h"
+#include "tests/support/daemon_process.h"
 
 namespace pageowner {
 namespace {
 
-using e2e::Ran;
-using e2e::ReadFile;
-using e2e::RunProgram;
-using e2e::TempPath;
+using testing::Ran;
+using testing::ReadFile;
+using testing::RunProgram;
+using testing::TempPath;
 
 // The blocks of a page_owner text, each with its blank line.
 std::vector<std::string> Blocks(const std::string& text) {
@@ -62,7 +62,7 @@ uint64_t BlockPfn(const std::string& block) {
 #if defined(PAGEOWNERD_BIN)
 
 // A pageownerd on 127.0.0.1, on the port the kernel picks.
-class Daemon : public e2e::DaemonProcess {
+class Daemon : public testing::DaemonProcess {
  public:
   explicit Daemon(const std::string& memory)
       : DaemonProcess(PAGEOWNERD_BIN, {absl::StrCat("--memory=", memory)}) {}

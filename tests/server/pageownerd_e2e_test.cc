@@ -5,7 +5,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,102 +17,28 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/server/test_util.h"
+#include "tests/support/daemon_process.h"
 
 namespace pageowner::server {
 namespace {
 
 using testing::BatchBuilder;
 
-// A pageownerd process with its stdout and stderr on pipes.
-class Daemon {
- public:
-  explicit Daemon(const std::vector<std::string>& args) {
-    int out[2], err[2];
-    EXPECT_EQ(pipe(out), 0);
-    EXPECT_EQ(pipe(err), 0);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], 1);
-      dup2(err[1], 2);
-      close(out[0]);
-      close(err[0]);
-      // No metrics endpoint (its default port would clash between tests run in parallel).
-      std::vector<char*> argv = {const_cast<char*>(PAGEOWNERD_PATH),
-                                 const_cast<char*>("--metrics_listen=none")};
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(PAGEOWNERD_PATH, argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    out_ = out[0];
-    err_ = err[0];
-  }
-  ~Daemon() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    close(out_);
-    close(err_);
-  }
+using ::pageowner::testing::DaemonProcess;
 
-  // The next line of stderr (without its newline); "" at EOF or after 10 s.
-  std::string ReadErrLine() {
-    for (;;) {
-      const size_t nl = err_buf_.find('\n');
-      if (nl != std::string::npos) {
-        std::string line = err_buf_.substr(0, nl);
-        err_buf_.erase(0, nl + 1);
-        return line;
-      }
-      pollfd p{err_, POLLIN, 0};
-      if (poll(&p, 1, 10000) <= 0) return "";
-      char buf[4096];
-      const ssize_t n = read(err_, buf, sizeof(buf));
-      if (n <= 0) return "";
-      err_buf_.append(buf, n);
-    }
+// The port of its "listening on" line, which must come first; 0 when it is not there.
+int Port(const DaemonProcess& d) {
+  const std::string log = d.startup_log();
+  const std::string line = log.substr(0, log.find('\n'));
+  std::smatch m;
+  static const std::regex kLine(
+      R"(pageownerd: listening on 127\.0\.0\.1:(\d+) \(memory 16384 pages\))");
+  if (!std::regex_match(line, m, kLine)) {
+    ADD_FAILURE() << "unexpected first line: " << line;
+    return 0;
   }
-  // Everything left on a pipe, until EOF.
-  static std::string Drain(int fd, std::string already = "") {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof(buf))) > 0) already.append(buf, n);
-    return already;
-  }
-  std::string RestOfErr() { return Drain(err_, std::exchange(err_buf_, "")); }
-  std::string Out() { return Drain(out_); }
-
-  void Signal(int sig) { kill(pid_, sig); }
-  // The exit code (128 + signal when killed by one).
-  int Wait() {
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    exited_ = true;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  // Reads the "listening on" line and returns the port; 0 when it is not there.
-  int Port() {
-    const std::string line = ReadErrLine();
-    std::smatch m;
-    static const std::regex kLine(
-        R"(pageownerd: listening on 127\.0\.0\.1:(\d+) \(memory 16384 pages\))");
-    if (!std::regex_match(line, m, kLine)) {
-      ADD_FAILURE() << "unexpected first line: " << line;
-      return 0;
-    }
-    return std::stoi(m[1]);
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1, err_ = -1;
-  bool exited_ = false;
-  std::string err_buf_;
-};
+  return std::stoi(m[1]);
+}
 
 v1::Stats GetStats(v1::PageOwner::Stub* stub) {
   grpc::ClientContext context;
@@ -139,8 +64,8 @@ void SendGarbage(int port) {
 }
 
 TEST(PageownerdTest, ServesAndExitsZeroOnSigterm) {
-  Daemon d({"--listen=127.0.0.1:0", "--memory=64MiB", "--max_batch_events=16"});
-  const int port = d.Port();
+  DaemonProcess d(PAGEOWNERD_PATH, {"--memory=64MiB", "--max_batch_events=16"});
+  const int port = Port(d);
   ASSERT_NE(port, 0);
   auto stub = v1::PageOwner::NewStub(testing::Channel(port));
 
@@ -186,14 +111,13 @@ TEST(PageownerdTest, ServesAndExitsZeroOnSigterm) {
   EXPECT_EQ(after.batches(), 2u);
   EXPECT_EQ(after.batches_rejected(), 1u);
 
-  d.Signal(SIGTERM);
-  EXPECT_EQ(d.Wait(), 0);
-  EXPECT_EQ(d.RestOfErr(), "pageownerd: SIGTERM, shutting down\n");
+  EXPECT_EQ(d.Stop(SIGTERM), 0);
+  EXPECT_EQ(d.log_after_startup(), "pageownerd: SIGTERM, shutting down\n");
 }
 
 TEST(PageownerdTest, SigintDrainsAnOpenStreamAndExitsZero) {
-  Daemon d({"--listen=127.0.0.1:0", "--memory=64MiB"});
-  const int port = d.Port();
+  DaemonProcess d(PAGEOWNERD_PATH, {"--memory=64MiB"});
+  const int port = Port(d);
   ASSERT_NE(port, 0);
   auto stub = v1::PageOwner::NewStub(testing::Channel(port));
   grpc::ClientContext context;
@@ -204,24 +128,26 @@ TEST(PageownerdTest, SigintDrainsAnOpenStreamAndExitsZero) {
   v1::BatchResult r;
   ASSERT_TRUE(rw->Read(&r));
   EXPECT_EQ(r.event_code(0), testing::kOk);
-  d.Signal(SIGINT);
+  kill(d.pid(), SIGINT);
   EXPECT_FALSE(rw->Read(&r));
   EXPECT_EQ(rw->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(d.Wait(), 0);
-  EXPECT_EQ(d.RestOfErr(), "pageownerd: SIGINT, shutting down\n");
+  EXPECT_EQ(d.log_after_startup(), "pageownerd: SIGINT, shutting down\n");
 }
 
 TEST(PageownerdTest, ASecondDaemonOnTheSamePortFails) {
-  Daemon first({"--listen=127.0.0.1:0", "--memory=64MiB"});
-  const int port = first.Port();
+  DaemonProcess first(PAGEOWNERD_PATH, {"--memory=64MiB"});
+  const int port = Port(first);
   ASSERT_NE(port, 0);
-  Daemon second({"--listen=127.0.0.1:" + std::to_string(port), "--memory=64MiB"});
+  // A later --listen wins over the launcher's port 0.
+  DaemonProcess second(PAGEOWNERD_PATH,
+                       {"--listen=127.0.0.1:" + std::to_string(port), "--memory=64MiB"});
   EXPECT_EQ(second.Wait(), 1);
-  EXPECT_NE(second.RestOfErr().find(
+  EXPECT_TRUE(second.address().empty());
+  EXPECT_NE(second.startup_log().find(
                 "pageownerd: cannot listen on 127.0.0.1:" + std::to_string(port) + "\n"),
             std::string::npos);
-  first.Signal(SIGTERM);
-  EXPECT_EQ(first.Wait(), 0);
+  EXPECT_EQ(first.Stop(SIGTERM), 0);
 }
 
 TEST(PageownerdTest, BadFlagsExitTwoWithOneLine) {
@@ -242,25 +168,25 @@ TEST(PageownerdTest, BadFlagsExitTwoWithOneLine) {
   };
   for (const std::vector<std::string>& args : cases) {
     SCOPED_TRACE(args[0]);
-    Daemon d(args);
+    DaemonProcess d(PAGEOWNERD_PATH, args);
     EXPECT_EQ(d.Wait(), 2);
-    const std::string err = d.RestOfErr();
+    const std::string err = d.startup_log();
     EXPECT_EQ(err.rfind("pageownerd: ", 0), 0u) << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     EXPECT_EQ(err.back(), '\n');
-    EXPECT_EQ(d.Out(), "");
+    EXPECT_EQ(d.out(), "");
   }
-  Daemon d({"--memory=12parsecs"});
+  DaemonProcess d(PAGEOWNERD_PATH, {"--memory=12parsecs"});
   EXPECT_EQ(d.Wait(), 2);
-  EXPECT_EQ(d.RestOfErr(),
+  EXPECT_EQ(d.startup_log(),
             "pageownerd: --memory=12parsecs: memory size \"12parsecs\": unknown unit "
             "\"parsecs\" (use none for bytes, or KiB, MiB, GiB, TiB)\n");
 }
 
 TEST(PageownerdTest, HelpDocumentsEveryFlag) {
-  Daemon d({"--help"});
+  DaemonProcess d(PAGEOWNERD_PATH, {"--help"});
   EXPECT_EQ(d.Wait(), 0);
-  const std::string out = d.Out();
+  const std::string out = d.out();
   for (const char* flag :
        {"--listen (default: \"127.0.0.1:50051\")", "--memory (default: \"4GiB\")",
         "--stack_depth (default: 16)", "--depot_max_pools (default: 8192)",
