@@ -1,5 +1,7 @@
 // The `pageowner` CLI: its command line, and each command as a function that talks to a Client
-// and writes to streams, so that tests can run commands against any server.
+// and writes to streams, so that tests can run commands against any server. The table and the
+// parser are in command_line.cc, each command in its cmd_*.cc, the replay format in
+// replay_format.h, the text renderers in render.h.
 #ifndef PAGEOWNER_CLIENT_COMMANDS_H_
 #define PAGEOWNER_CLIENT_COMMANDS_H_
 
@@ -12,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/client.h"
+#include "client/replay_format.h"
 #include "client/session.h"
 #include "core/reports.h"
 #include "core/types.h"
@@ -63,31 +66,8 @@ std::string UsageHint(std::string_view command);
 // anything else (signs, spaces, garbage, overflow).
 absl::StatusOr<uint64_t> ParseNumber(std::string_view text);
 
-// A migrate reason by the kernel's name ("compaction", "numa_misplaced", ...).
-absl::StatusOr<MigrateReason> ParseMigrateReason(std::string_view name);
-
 // ---- Replay ----
-
-enum class ReplayKind { kAlloc, kFree, kMigrate };
-
-// One event of a replay file (client/REPLAY_FORMAT.md).
-struct ReplayEvent {
-  ReplayKind kind = ReplayKind::kAlloc;
-  uint32_t order = 0;
-  uint32_t gfp_mask = 0;
-  std::optional<uint64_t> pfn;         // alloc: where to place it; free, migrate: the head
-  std::optional<uint64_t> target_pfn;  // migrate
-  MigrateReason reason = MigrateReason::kCompaction;
-  int32_t pid = 0;
-  int32_t tgid = 0;
-  std::string comm;
-  uint64_t ts_ns = 0;
-  std::vector<client::Frame> stack;
-};
-
-// Parses one line of a replay file. Errors: kInvalidArgument saying what is wrong (not JSON, an
-// unknown or misplaced field, a value of the wrong type or range, a missing required field).
-absl::StatusOr<ReplayEvent> ParseReplayLine(std::string_view line);
+// ReplayEvent, ParseReplayLine and ParseMigrateReason: client/replay_format.h.
 
 // ---- Commands ----
 

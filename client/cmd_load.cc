@@ -1,0 +1,150 @@
+// `pageowner load --events N ...`: a synthetic workload (core/workload.h) on one ingest stream,
+// ending with its events per second.
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/command.h"
+#include "client/commands.h"
+#include "core/workload.h"
+
+namespace pageowner::cli {
+namespace {
+
+using client::Session;
+
+absl::StatusOr<LoadOptions> ParseLoad(const CommandLine& line) {
+  LoadOptions o;
+  if (!HasFlag(line, "events")) return absl::InvalidArgumentError("load: --events N is required");
+  absl::StatusOr<uint64_t> events =
+      NumberArg(line.command, "--events", Flag(line, "events", ""), UINT64_MAX);
+  if (!events.ok()) return events.status();
+  o.events = *events;
+  if (HasFlag(line, "stacks")) {
+    absl::StatusOr<uint64_t> n =
+        NumberArg(line.command, "--stacks", Flag(line, "stacks", ""), 1 << 24);
+    if (!n.ok()) return n.status();
+    if (*n == 0) return absl::InvalidArgumentError("load: bad --stacks: must be at least 1");
+    o.stacks = static_cast<uint32_t>(*n);
+  }
+  if (HasFlag(line, "fill")) {
+    const std::string text = Flag(line, "fill", "");
+    double f;
+    if (!absl::SimpleAtod(text, &f) || !(f > 0 && f <= 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("load: bad --fill '", text, "': a fraction in (0, 1]"));
+    }
+    o.fill = f;
+  }
+  if (HasFlag(line, "seed")) {
+    absl::StatusOr<uint64_t> seed =
+        NumberArg(line.command, "--seed", Flag(line, "seed", ""), UINT64_MAX);
+    if (!seed.ok()) return seed.status();
+    o.seed = *seed;
+  }
+  absl::StatusOr<size_t> batch = BatchFlag(line, o.batch);
+  if (!batch.ok()) return batch.status();
+  o.batch = *batch;
+  return o;
+}
+
+}  // namespace
+
+const Command& LoadCommand() {
+  static const auto* const kCommand = new Command{
+      .name = "load",
+      .synopsis = "load --events N [--stacks S] [--fill F] [--seed X] [--batch N]",
+      .summary =
+          "a synthetic workload: N events over S distinct 16-frame stacks (default 10000), memory\n"
+          "kept near the fraction F full (default 0.7, counting pages already allocated), seed X\n"
+          "(default 1); prints events/s",
+      .min_positional = 0,
+      .max_positional = 0,
+      .flags =
+          {{"events", true}, {"stacks", true}, {"fill", true}, {"seed", true}, {"batch", true}},
+      .parse = Steps(ParseLoad, RunLoad),
+  };
+  return *kCommand;
+}
+
+int RunLoad(client::Client& client, const LoadOptions& options, Io io) {
+  absl::StatusOr<v1::Stats> stats = client.GetStats();
+  if (!stats.ok()) return ServerError(io, stats.status());
+
+  WorkloadOptions wo;
+  wo.pages = stats->total_pages();
+  wo.stacks = options.stacks;
+  // Pages a previous load or replay left allocated count towards the fill level.
+  const double used = stats->total_pages() == 0 ? 0
+                                                : static_cast<double>(stats->allocated_pages()) /
+                                                      static_cast<double>(stats->total_pages());
+  wo.fill = std::max(0.01, options.fill - used);
+  wo.seed = options.seed;
+  Workload workload(wo);
+
+  client::SessionOptions session_options;
+  session_options.batch_events = options.batch;
+  std::unique_ptr<Session> session = client.StartSession(std::move(session_options));
+  // Every stack and task once, with the names of its frames; each is sent with its first use.
+  std::vector<client::StackId> stack_ids(workload.num_stacks());
+  std::vector<client::Frame> frames;
+  for (uint32_t s = 0; s < workload.num_stacks(); ++s) {
+    frames.clear();
+    for (uint64_t ip : workload.frames(s)) frames.push_back({ip, Workload::SymbolName(ip)});
+    stack_ids[s] = session->InternStack(frames);
+  }
+  std::vector<client::TaskId> task_ids;
+  for (const WorkloadTask& t : workload.tasks()) {
+    task_ids.push_back(session->InternTask({t.pid, t.tgid, t.comm}));
+  }
+
+  std::deque<WorkloadEvent> pending;  // events sent, in seq order, not yet observed
+  CodeCounts counts;
+  std::vector<client::IngestResult> results;
+  auto observe = [&] {
+    results.clear();
+    session->Poll(&results);
+    for (const client::IngestResult& r : results) {
+      counts.Add(r.code);
+      workload.Observe(pending.front(), r.ok(), r.pfn);
+      pending.pop_front();
+    }
+  };
+
+  const absl::Time start = absl::Now();
+  Progress progress;
+  for (uint64_t i = 0; i < options.events; ++i) {
+    const WorkloadEvent e = workload.Next();
+    pending.push_back(e);
+    const client::StackId stack = stack_ids[e.stack];
+    const client::TaskId task = task_ids[e.task];
+    client::AddWorkloadEvent(session.get(), e, stack, task);
+    if ((i & 1023) == 1023) {
+      observe();
+      if (progress.Due()) {
+        const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+        io.err << "load: " << i + 1 << " events, " << FormatRate(static_cast<double>(i + 1) / secs)
+               << " events/s\n";
+      }
+    }
+  }
+  const absl::Status status = session->Finish();
+  observe();
+  const double secs = std::max(absl::ToDoubleSeconds(absl::Now() - start), 1e-9);
+  io.out << "load: results: " << counts.Summary() << "\n";
+  io.out << "load: " << options.events << " events in " << absl::StrFormat("%.2f", secs) << " s, "
+         << FormatRate(static_cast<double>(options.events) / secs) << " events/s\n";
+  if (!status.ok()) return ServerError(io, status);
+  return kExitOk;
+}
+
+}  // namespace pageowner::cli

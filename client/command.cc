@@ -1,0 +1,128 @@
+#include "client/command.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/status.h"
+#include "core/strings.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace pageowner::cli {
+
+std::string Flag(const CommandLine& line, std::string_view name, std::string_view fallback) {
+  std::string value(fallback);
+  for (const auto& [n, v] : line.flags) {
+    if (n == name) value = v;
+  }
+  return value;
+}
+
+bool HasFlag(const CommandLine& line, std::string_view name) {
+  for (const auto& [n, v] : line.flags) {
+    if (n == name) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<uint64_t> NumberArg(std::string_view command, std::string_view what,
+                                   const std::string& text, uint64_t max) {
+  absl::StatusOr<uint64_t> n = ParseNumber(text);
+  if (!n.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Sv(command), ": bad ", Sv(what), ": ", n.status().message()));
+  }
+  if (*n > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Sv(command), ": bad ", Sv(what), ": '", text, "' is above ", max));
+  }
+  return *n;
+}
+
+absl::StatusOr<size_t> BatchFlag(const CommandLine& line, size_t fallback) {
+  uint64_t n = fallback;
+  if (HasFlag(line, "batch")) {
+    absl::StatusOr<uint64_t> given =
+        NumberArg(line.command, "--batch", Flag(line, "batch", ""), 1 << 20);
+    if (!given.ok()) return given.status();
+    n = *given;
+  }
+  if (n == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(line.command, ": bad --batch: must be at least 1"));
+  }
+  return n;
+}
+
+int ServerError(Io io, const absl::Status& status) {
+  io.err << "pageowner: " << client::CodeName(status.code()) << ": " << status.message() << "\n";
+  return kExitServerError;
+}
+
+int UsageError(Io io, std::string_view command, std::string_view message) {
+  io.err << "pageowner: " << message << "\n" << UsageHint(command) << "\n";
+  return kExitUsage;
+}
+
+absl::Status WriteJson(const google::protobuf::Message& m, std::ostream& out) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  auto status = google::protobuf::util::MessageToJsonString(m, &json, options);
+  if (!status.ok()) return absl::InternalError(std::string(status.message()));
+  out << json;
+  if (json.empty() || json.back() != '\n') out << "\n";
+  return absl::OkStatus();
+}
+
+int JsonOut(const google::protobuf::Message& m, Io io) {
+  absl::Status s = WriteJson(m, io.out);
+  return s.ok() ? kExitOk : ServerError(io, s);
+}
+
+std::string FormatRate(double per_second) { return absl::StrFormat("%.0f", per_second); }
+
+std::string CodeCounts::Summary() const {
+  std::vector<std::string> parts;
+  for (const auto& [code, n] : counts_)
+    parts.push_back(absl::StrCat(client::CodeName(code), " ", n));
+  return parts.empty() ? "none" : absl::StrJoin(parts, ", ");
+}
+
+absl::StatusOr<uint64_t> ParseNumber(std::string_view text) {
+  const absl::string_view s = Sv(text);
+  auto bad = [&] {
+    return absl::InvalidArgumentError(absl::StrCat("'", s, "' is not a decimal or 0x hex number"));
+  };
+  if (s.empty()) return bad();
+  absl::string_view digits = s;
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    digits.remove_prefix(2);
+    base = 16;
+  }
+  uint64_t value = 0;
+  for (char c : digits) {
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (base == 16 && c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else if (base == 16 && c >= 'A' && c <= 'F') {
+      d = c - 'A' + 10;
+    } else {
+      return bad();
+    }
+    if (value > (UINT64_MAX - static_cast<uint64_t>(d)) / static_cast<uint64_t>(base)) {
+      return absl::InvalidArgumentError(absl::StrCat("'", s, "' is too large"));
+    }
+    value = value * static_cast<uint64_t>(base) + static_cast<uint64_t>(d);
+  }
+  return value;
+}
+
+}  // namespace pageowner::cli
