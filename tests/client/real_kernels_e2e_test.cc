@@ -21,6 +21,7 @@
 #include "core/page_owner_sort.h"
 #include "gtest/gtest.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/test_data.h"
 
 namespace pageowner {
 namespace {
@@ -29,23 +30,11 @@ namespace {
 
 using testing::Ran;
 using testing::ReadFile;
+using testing::ReadXz;
 using testing::RunProgram;
 using testing::TempPath;
 
-std::string Data(const std::string& name) {
-  return absl::StrCat(PAGEOWNER_TEST_DATA_DIR, "/", name);
-}
-
-std::string ReadXz(const std::string& name) {
-  const std::string cmd = absl::StrCat("xz -dc '", Data(name), "'");
-  FILE* f = popen(cmd.c_str(), "r");
-  std::string text;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  pclose(f);
-  return text;
-}
+std::string Data(const std::string& name) { return testing::TestDataPath(name); }
 
 // A pageownerd on 127.0.0.1, on the port the kernel picks, and the CLI pointed at it.
 class Daemon : public testing::DaemonProcess {
