@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/str_cat.h"
 #include "client/command.h"
 #include "client/commands.h"
 #include "client/real_kernels.h"
@@ -20,10 +19,8 @@ struct DumpOptions {
 };
 
 absl::StatusOr<DumpOptions> ParseDump(const CommandLine& line) {
-  absl::StatusOr<DumpFormat> format = ParseDumpFormat(Flag(line, "format", "today"));
-  if (!format.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(line.command, ": ", format.status().message()));
-  }
+  absl::StatusOr<DumpFormat> format = FormatFlag(line);
+  if (!format.ok()) return format.status();
   return DumpOptions{*format};
 }
 

@@ -3,7 +3,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "client/command.h"
 #include "client/commands.h"
 #include "client/real_kernels.h"
@@ -27,10 +26,8 @@ struct SortOptions {
 };
 
 absl::StatusOr<SortOptions> ParseSort(const CommandLine& line) {
-  absl::StatusOr<DumpFormat> format = ParseDumpFormat(Flag(line, "format", "today"));
-  if (!format.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(line.command, ": ", format.status().message()));
-  }
+  absl::StatusOr<DumpFormat> format = FormatFlag(line);
+  if (!format.ok()) return format.status();
   return SortOptions{line.positional, *format};
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/real_kernels.h"
 #include "client/status.h"
 #include "core/strings.h"
 #include "google/protobuf/util/json_util.h"
@@ -39,6 +40,14 @@ absl::StatusOr<uint64_t> NumberArg(std::string_view command, std::string_view wh
         absl::StrCat(Sv(command), ": bad ", Sv(what), ": '", text, "' is above ", max));
   }
   return *n;
+}
+
+absl::StatusOr<DumpFormat> FormatFlag(const CommandLine& line) {
+  absl::StatusOr<DumpFormat> format = ParseDumpFormat(Flag(line, "format", "today"));
+  if (!format.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(line.command, ": ", format.status().message()));
+  }
+  return *format;
 }
 
 absl::StatusOr<size_t> BatchFlag(const CommandLine& line, size_t fallback) {

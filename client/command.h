@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "client/commands.h"
+#include "core/reports.h"
 #include "google/protobuf/message.h"
 
 namespace pageowner::cli {
@@ -81,6 +82,9 @@ bool HasFlag(const CommandLine& line, std::string_view name);
 // "COMMAND: bad WHAT: ..." otherwise.
 absl::StatusOr<uint64_t> NumberArg(std::string_view command, std::string_view what,
                                    const std::string& text, uint64_t max);
+// --format today|v6.2|2016 of dump and sort (today when absent); kInvalidArgument
+// "COMMAND: ..." otherwise.
+absl::StatusOr<DumpFormat> FormatFlag(const CommandLine& line);
 // --batch N (1..2^20), or `fallback` when absent.
 absl::StatusOr<size_t> BatchFlag(const CommandLine& line, size_t fallback);
 
