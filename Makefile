@@ -36,3 +36,69 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# ---- Fuzzing, sanitizers and thread-safety analysis (issue 14; clang-14 from Debian) ----
+# Each has its own build directory and builds with -j$(SAN_JOBS), beside the normal build.
+CLANG_CC ?= clang-14
+CLANG_CXX ?= clang++-14
+SAN_JOBS ?= 2
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= dump_import ftrace sort tracepoint_format kallsyms replay wire
+# -O1 and line tables only: faster to build, and what OSS-Fuzz uses.
+SAN_CMAKE = -DCMAKE_C_COMPILER=$(CLANG_CC) -DCMAKE_CXX_COMPILER=$(CLANG_CXX) \
+  -DPAGEOWNER_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
+  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only"
+SAN_ENV = ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp:print_suppressions=0 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+UBSAN_FLAGS = -fsanitize=undefined -fno-sanitize-recover=undefined
+
+.PHONY: fuzz-build fuzz test-asan test-tsan check-thread-safety
+
+# Every fuzz target in build-fuzz/fuzz/, coverage-instrumented with ASan and UBSan.
+fuzz-build: deps
+	@cmake -S . -B build-fuzz $(SAN_CMAKE) -DPAGEOWNER_BUILD_TESTS=OFF -DPAGEOWNER_FUZZ=ON \
+	  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address $(UBSAN_FLAGS)" \
+	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address $(UBSAN_FLAGS)" >/dev/null
+	@cmake --build build-fuzz -j$(SAN_JOBS) --target $(FUZZ_TARGETS:%=%_fuzzer) -- --no-print-directory
+
+# Runs each target for FUZZ_SECONDS from its seed corpus and dictionary; prints exec/s, edges
+# and corpus size a target. A crash fails it and leaves the input in build-fuzz/artifacts/.
+fuzz: fuzz-build
+	@$(SAN_ENV) fuzz/run_fuzzers.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The whole ctest suite under ASan + UBSan (leaks included); any report fails the test.
+test-asan: deps
+	@cmake -S . -B build-asan $(SAN_CMAKE) \
+	  -DCMAKE_CXX_FLAGS="-fsanitize=address $(UBSAN_FLAGS) -fno-omit-frame-pointer" \
+	  -DCMAKE_C_FLAGS="-fsanitize=address $(UBSAN_FLAGS) -fno-omit-frame-pointer" >/dev/null
+	@cmake --build build-asan -j$(SAN_JOBS) -- --no-print-directory
+	@cd build-asan && $(SAN_ENV) ctest -j$(SAN_JOBS) --output-on-failure --timeout 1800 | \
+	  tee ctest.log | grep -vE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* +Passed +[0-9.]+ sec$$|^ *Start +[0-9]+: " ; \
+	  exit $${PIPESTATUS[0]}
+
+# TSan over the tests whose concurrency is ours: the depot's lock-free readers, the shared
+# machine, the ingest writer and its streams, the client session. (gRPC and protobuf come from
+# Debian uninstrumented, so tests that race through gRPC's own threads are left out.)
+TSAN_TESTS ?= stack_depot_test shared_machine_test ingest_test session_test
+test-tsan: deps
+	@cmake -S . -B build-tsan $(SAN_CMAKE) -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
+	  -DCMAKE_C_FLAGS="-fsanitize=thread" >/dev/null
+	@cmake --build build-tsan -j$(SAN_JOBS) --target $(TSAN_TESTS) -- --no-print-directory
+	@for t in $(TSAN_TESTS); do \
+	  $(SAN_ENV) build-tsan/tests/$$t --gtest_brief=1 >build-tsan/$$t.log 2>&1 || \
+	    { cat build-tsan/$$t.log; echo "test-tsan: $$t FAILED"; exit 1; }; \
+	  echo "test-tsan: $$t: $$(grep -oE '[0-9]+ tests? from [0-9]+ test suites? ran' build-tsan/$$t.log), 0 reports"; \
+	done
+
+# Clang's -Wthread-safety over every library (ABSL_GUARDED_BY and friends), warnings as errors.
+check-thread-safety: deps
+	@cmake -S . -B build-tsa -DCMAKE_C_COMPILER=$(CLANG_CC) -DCMAKE_CXX_COMPILER=$(CLANG_CXX) \
+	  -DPAGEOWNER_BUILD_TESTS=OFF -DPAGEOWNER_BUILD_BENCHMARKS=OFF -DPAGEOWNER_WERROR=ON \
+	  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O0 \
+	  -DCMAKE_CXX_FLAGS="-Wthread-safety -Wthread-safety-beta -Werror" >/dev/null
+	@cmake --build build-tsa -j$(SAN_JOBS) --target pageowner_core pageowner_wire pageowner_server \
+	  pageowner_client pageowner_cli pageowner_kernel_recorder -- --no-print-directory
+	@echo "check-thread-safety: clean"

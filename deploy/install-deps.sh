@@ -26,6 +26,16 @@ packages=(
   python3-protobuf
   python3-yaml
   xz-utils
+  # pprof: profile.proto compiled into the daemon, the real `go tool pprof` for its tests, and
+  # chromium to test the web page in a real browser.
+  golang-github-google-pprof-dev
+  golang-go
+  chromium
+  # clang-14 and its runtimes: libFuzzer, ASan/UBSan/TSan, -Wthread-safety (make fuzz, test-asan,
+  # test-tsan, check-thread-safety); llvm-14 for llvm-symbolizer in sanitizer reports.
+  clang-14
+  libclang-rt-14-dev
+  llvm-14
 )
 
 missing=()

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/invariants.h"
 #include "core/machine.h"
 #include "gtest/gtest.h"
 
@@ -309,6 +310,7 @@ class RandomRun {
 
   void CheckEverything() {
     ASSERT_TRUE(m_.allocator().CheckInvariants().ok()) << m_.allocator().CheckInvariants();
+    ASSERT_TRUE(CheckMachineInvariants(m_).ok()) << CheckMachineInvariants(m_);
     std::map<uint32_t, int64_t> want_pages;
     for (uint64_t pfn = 0; pfn < kPages; ++pfn) {
       const std::optional<AllocatedBlock> blk = m_.allocator().BlockContaining(Pfn(pfn));
