@@ -80,6 +80,12 @@ absl::StatusOr<v1::SortResponse> Client::SortPages(const v1::SortRequest& reques
       [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->SortPages(c, q, r); });
 }
 
+absl::StatusOr<v1::GetProfileResponse> Client::GetProfile(const v1::GetProfileRequest& request) {
+  return Unary<v1::GetProfileRequest, v1::GetProfileResponse>(
+      options_.timeout, request,
+      [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->GetProfile(c, q, r); });
+}
+
 absl::StatusOr<v1::SetTrackingResponse> Client::SetTracking(bool on, uint64_t ts_ns) {
   v1::SetTrackingRequest request;
   request.set_on(on);

@@ -49,6 +49,8 @@ class Client {
   absl::StatusOr<v1::SortResponse> SortPages(const v1::SortRequest& request);
   // `ts_ns` 0: the daemon's clock stamps the early pages.
   absl::StatusOr<v1::SetTrackingResponse> SetTracking(bool on, uint64_t ts_ns = 0);
+  // The gzipped pprof heap profile. Errors: kInvalidArgument for an order above 10.
+  absl::StatusOr<v1::GetProfileResponse> GetProfile(const v1::GetProfileRequest& request);
 
   // Streams ListPages, calling `visit` for each chunk in order (the chunk is reused after visit
   // returns). `visit` returns false to stop: the call is then cancelled and OK returned.

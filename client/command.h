@@ -71,6 +71,7 @@ const Command& SortCommand();
 const Command& StatsCommand();
 const Command& ReplayCommand();
 const Command& LoadCommand();
+const Command& PprofCommand();
 
 // ---- Reading a parsed line ----
 

@@ -31,7 +31,7 @@ const Command& HelpCommand() {
 const std::vector<const Command*>& Commands() {
   static const auto* const kCommands = new std::vector<const Command*>{
       &PageCommand(), &StackCommand(), &StacksCommand(), &DumpCommand(), &ImportCommand(),
-      &SortCommand(), &StatsCommand(), &ReplayCommand(), &LoadCommand(), &HelpCommand(),
+      &SortCommand(), &StatsCommand(), &ReplayCommand(), &LoadCommand(), &PprofCommand(), &HelpCommand(),
   };
   return *kCommands;
 }
@@ -177,6 +177,14 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     }
     if (!only_positional && a.size() > 2 && a.rfind("--", 0) == 0) {
       if (absl::Status s = ParseFlag(args, &i, spec, &line); !s.ok()) return s;
+      continue;
+    }
+    // A one-letter flag the command declares ("-o FILE" of pprof) is its "--o".
+    if (!only_positional && spec != nullptr && a.size() == 2 && a[0] == '-' &&
+        FindFlag(*spec, a.substr(1)) != nullptr) {
+      std::vector<std::string> long_form = args;
+      long_form[i] = absl::StrCat("-", a);
+      if (absl::Status s = ParseFlag(long_form, &i, spec, &line); !s.ok()) return s;
       continue;
     }
     // "-" is stdin and "-5" a (bad) number, for the value checks to report.

@@ -11,6 +11,7 @@
 #include "core/page_owner_sort.h"
 #include "core/queries.h"
 #include "core/status_macros.h"
+#include "server/pprof.h"
 #include "server/reactor_util.h"
 #include "wire/status.h"
 #include "wire/convert.h"
@@ -141,6 +142,15 @@ grpc::ServerUnaryReactor* PageOwnerService::SetTracking(grpc::CallbackServerCont
     response->set_tracking(m.tracking());
     response->set_early_pages(m.counters().early_handle_pages - before);
   });
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* PageOwnerService::GetProfile(grpc::CallbackServerContext* context,
+                                                       const v1::GetProfileRequest* request,
+                                                       v1::GetProfileResponse* response) {
+  const absl::StatusOr<PageFilter> filter = wire::FromProto(*request);
+  if (!filter.ok()) return Reply(context, filter.status());
+  response->set_profile(BuildPprof(*machine_, *filter));
   return Reply(context, absl::OkStatus());
 }
 

@@ -53,7 +53,8 @@ using PageOwnerServiceBase = v1::PageOwner::WithRawCallbackMethod_Ingest<
     v1::PageOwner::WithCallbackMethod_GetPage<v1::PageOwner::WithCallbackMethod_GetStack<
         v1::PageOwner::WithCallbackMethod_ListPages<v1::PageOwner::WithCallbackMethod_ListStacks<
             v1::PageOwner::WithCallbackMethod_GetStats<v1::PageOwner::WithCallbackMethod_SortPages<
-                v1::PageOwner::WithCallbackMethod_SetTracking<v1::PageOwner::Service>>>>>>>>;
+                v1::PageOwner::WithCallbackMethod_SetTracking<
+                    v1::PageOwner::WithCallbackMethod_GetProfile<v1::PageOwner::Service>>>>>>>>>;
 
 class PageOwnerService final : public PageOwnerServiceBase {
  public:
@@ -86,6 +87,10 @@ class PageOwnerService final : public PageOwnerServiceBase {
   grpc::ServerUnaryReactor* SortPages(grpc::CallbackServerContext* context,
                                       const v1::SortRequest* request,
                                       v1::SortResponse* response) override;
+  // The heap profile in pprof's format (server/pprof.h), walked a slice at a time.
+  grpc::ServerUnaryReactor* GetProfile(grpc::CallbackServerContext* context,
+                                       const v1::GetProfileRequest* request,
+                                       v1::GetProfileResponse* response) override;
 
   // Shutdown, first step: new Ingest and ListPages streams are refused with UNAVAILABLE; each
   // open Ingest stream reads no further batch, answers the batches it has read and then ends

@@ -219,6 +219,20 @@ absl::StatusOr<PageScanRequest> FromProto(const v1::ListPagesRequest& r) {
   return out;
 }
 
+absl::StatusOr<PageFilter> FromProto(const v1::GetProfileRequest& r) {
+  PageFilter out;
+  if (r.has_pid()) out.pid = r.pid();
+  if (r.has_comm()) out.comm = r.comm();
+  if (r.has_order()) {
+    if (r.order() > static_cast<uint32_t>(kMaxOrder)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("order ", r.order(), " is above the maximum order ", kMaxOrder));
+    }
+    out.order = Order(r.order());
+  }
+  return out;
+}
+
 void ToProto(const PageReport& report, const SymbolTable& symbols, v1::GetPageResponse* out) {
   ToProto(report.owner, out->mutable_page());
   out->set_block_head(report.block_head.raw());

@@ -83,6 +83,8 @@ ReceivedStack FromProto(const v1::Stack& stack, SymbolTable* symbols);
 // kInvalidArgument for an unknown state or an order filter above kMaxOrder; kOutOfRange is
 // PageScan::Create's.
 absl::StatusOr<PageScanRequest> FromProto(const v1::ListPagesRequest& request);
+// The filters of a profile (state: allocated). kInvalidArgument for an order above kMaxOrder.
+absl::StatusOr<PageFilter> FromProto(const v1::GetProfileRequest& request);
 
 void ToProto(const PageReport& report, const SymbolTable& symbols, v1::GetPageResponse* out);
 
