@@ -189,8 +189,11 @@ class Session::Stream final : public grpc::ClientBidiReactor<v1::EventBatch, v1:
     }
     if (!expected) {
       // An answer to nothing: the daemon does not follow the protocol. End the call.
-      protocol_error_ = absl::InternalError(
-          absl::StrCat("the daemon answered batch ", answer_.sequence(), " that was never sent"));
+      {
+        absl::MutexLock lock(&mu_);
+        protocol_error_ = absl::InternalError(
+            absl::StrCat("the daemon answered batch ", answer_.sequence(), " that was never sent"));
+      }
       context_.TryCancel();
     } else {
       Deliver(ResultsFor(batch));
@@ -200,13 +203,14 @@ class Session::Stream final : public grpc::ClientBidiReactor<v1::EventBatch, v1:
 
   void OnDone(const grpc::Status& status) override {
     std::deque<InFlight> unanswered;
+    absl::Status why;
     {
       absl::MutexLock lock(&mu_);
       final_ = status;
       closed_ = true;
       unanswered.swap(in_flight_);
+      why = EndStatus();
     }
-    const absl::Status why = EndStatus();
     for (const InFlight& b : unanswered) Fail(b.first_seq, b.count, why);
     absl::MutexLock lock(&mu_);
     done_ = true;
@@ -290,7 +294,7 @@ class Session::Stream final : public grpc::ClientBidiReactor<v1::EventBatch, v1:
   }
 
   // The status for events the stream will never answer.
-  absl::Status EndStatus() const {
+  absl::Status EndStatus() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!protocol_error_.ok()) return protocol_error_;
     absl::Status s = FromGrpcStatus(final_);
     if (!s.ok()) return s;
@@ -352,8 +356,8 @@ class Session::Stream final : public grpc::ClientBidiReactor<v1::EventBatch, v1:
   grpc::ClientContext context_;
   const size_t max_in_flight_;
   const std::function<void(absl::Span<const IngestResult>)> on_results_;
-  v1::BatchResult answer_;       // touched by the read reactions only
-  absl::Status protocol_error_;  // set by a read reaction before OnDone
+  v1::BatchResult answer_;                            // touched by the read reactions only
+  absl::Status protocol_error_ ABSL_GUARDED_BY(mu_);  // set by a read reaction before OnDone
   std::atomic<uint64_t> delivered_{0};
 
   absl::Mutex mu_;
