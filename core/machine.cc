@@ -182,8 +182,97 @@ void Machine::SetOwner(Pfn head, Order order, StackHandle handle, uint32_t actx,
     r[i].actx = actx | kOwnerBit | kAllocatedBit;
     r[i].ts_ns = ts_ns;
   }
-  depot_.Charge(handle, static_cast<int64_t>(n));
+  // Invariant 5: the early stack owns pages but is never charged an allocation.
+  if (handle == early_handle_) {
+    depot_.AddPages(handle, static_cast<int64_t>(n));
+  } else {
+    depot_.Charge(handle, static_cast<int64_t>(n));
+  }
   tracked_pages_ += n;
+}
+
+void Machine::SetEarlyOwners(Pfn head, Order order, uint64_t ts_ns) {
+  const uint32_t actx = InternAlloc(0, 0, "swapper", 0, Order(0), MigrateReason::kNone);
+  const uint64_t n = order.pages().raw();
+  for (uint64_t i = 0; i < n; ++i)
+    SetOwner(Pfn(head.raw() + i), Order(0), early_handle_, actx, ts_ns);
+  counters_.early_handle_pages += n;
+}
+
+bool Machine::RangeHasAllocated(Pfn head, Order order) const {
+  const uint64_t end = head.raw() + order.pages().raw();
+  for (uint64_t q = head.raw(); q < end;) {
+    const std::optional<AllocatedBlock> b = buddy_.BlockContaining(Pfn(q));
+    if (b.has_value()) return true;
+    ++q;
+  }
+  return false;
+}
+
+Machine::RangeFreed Machine::FreeRange(Pfn head, Order order, std::optional<uint32_t> fctx,
+                                       uint64_t ts_ns) {
+  RangeFreed out;
+  const uint64_t begin = head.raw();
+  const uint64_t end = begin + order.pages().raw();
+  for (uint64_t q = begin; q < end;) {
+    const std::optional<AllocatedBlock> b = buddy_.BlockContaining(Pfn(q));
+    if (!b.has_value()) {
+      ++q;
+      continue;
+    }
+    const uint64_t bn = b->order.pages().raw();
+    if (b->head.raw() >= begin && b->head.raw() + bn <= end) {  // inside the range: freed whole
+      ResetOwner(b->head, b->order, fctx, ts_ns);
+      const absl::Status freed = buddy_.Free(b->head, b->order);
+      assert(freed.ok());
+      (void)freed;
+      ++out.blocks;
+      out.pages += bn;
+      q = b->head.raw() + bn;
+      continue;
+    }
+    // Aligned ranges nest: this block holds the whole range. Free the range's part and keep the
+    // rest allocated as the buddy pieces around it, each with its owner's records.
+    assert(b->head.raw() <= begin && b->head.raw() + bn >= end);
+    const std::optional<MigrateType> mt = buddy_.AllocationMigrateType(b->head);
+    assert(mt.has_value());
+    ResetOwner(head, order, fctx, ts_ns);
+    const absl::Status freed = buddy_.Free(b->head, b->order);
+    assert(freed.ok());
+    (void)freed;
+    uint64_t cur = b->head.raw();
+    for (unsigned j = b->order.raw(); j > order.raw(); --j) {
+      uint32_t last_in = 0, last_out = 0;  // a block's records share one context, mostly
+      const uint64_t half = uint64_t{1} << (j - 1);
+      uint64_t piece = cur + half;
+      if (begin >= cur + half) {
+        piece = cur;
+        cur += half;
+      }
+      const absl::Status taken = buddy_.AllocateAt(Pfn(piece), Order(j - 1), *mt);
+      assert(taken.ok());
+      (void)taken;
+      for (uint64_t i = 0; i < half; ++i) {
+        Record& r = records_[piece + i];
+        if ((r.actx & kOwnerBit) == 0) continue;
+        const uint32_t in = r.actx & kCtxMask;
+        if (in != last_in) {
+          const AllocContext& a = alloc_contexts_.Get(in);
+          last_in = in;
+          last_out = a.order <= j - 1
+                         ? in
+                         : InternAlloc(a.pid, a.tgid, a.comm.data(), a.gfp_mask, Order(j - 1),
+                                       static_cast<MigrateReason>(a.reason));
+        }
+        r.actx = (r.actx & ~kCtxMask) | last_out;
+      }
+    }
+    ++out.blocks;
+    ++out.splits;
+    out.pages += end - begin;
+    break;
+  }
+  return out;
 }
 
 std::pair<StackHandle, std::optional<uint32_t>> Machine::SaveFree(absl::Span<const uint64_t> frames,
@@ -226,15 +315,45 @@ void Machine::ResetOwner(Pfn head, Order order, std::optional<uint32_t> fctx, ui
   if (run > 0) depot_.AddPages(StackHandle(run_handle), -run);
 }
 
+absl::Status Machine::CheckTrustedRange(Pfn pfn, Order order) const {
+  const uint64_t n = order.pages().raw();
+  if ((pfn.raw() & (n - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("pfn ", pfn.raw(), " (0x", absl::Hex(pfn.raw()),
+                                                   ") is not aligned to order ", order.raw()));
+  }
+  if (pfn.raw() + n > total_pages().raw()) {
+    return absl::OutOfRangeError(absl::StrCat("pfns ", pfn.raw(), "..", pfn.raw() + n - 1,
+                                              " pass the end of memory (", total_pages().raw(),
+                                              " pages)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<EventResult> Machine::Alloc(const AllocEvent& e) {
   if (!e.order.valid()) return BadOrder(e.order);
-  if (e.frames.empty()) {
+  if (e.early && !e.pfn.has_value()) {
+    return absl::InvalidArgumentError("an early block needs a pfn");
+  }
+  if (e.frames.empty() && !e.early) {
     return absl::InvalidArgumentError("an allocation needs at least one frame");
   }
-  const MigrateType mt = GfpMigrateType(e.gfp_mask);
+  const MigrateType mt = GfpMigrateType(e.early ? 0 : e.gfp_mask);
   Pfn pfn;
   if (e.pfn.has_value()) {
     if (e.pfn->raw() >= total_pages().raw()) return BeyondMemory("pfn", *e.pfn, total_pages());
+    if (e.trusted) {
+      // T2: the Machine's picture of the range gives way; the event's own errors first.
+      if (absl::Status s = CheckTrustedRange(*e.pfn, e.order); !s.ok()) return s;
+      if (RangeHasAllocated(*e.pfn, e.order)) {
+        std::optional<uint32_t> fctx;
+        if (tracking_) fctx = free_contexts_.Intern(FreeContext{0, 0, 0});
+        const RangeFreed f = FreeRange(*e.pfn, e.order, fctx, e.ts_ns);
+        ++counters_.repaired_allocs;
+        counters_.implied_frees += f.blocks;
+        counters_.implied_freed_pages += f.pages;
+        counters_.split_blocks += f.splits;
+      }
+    }
     absl::Status s = buddy_.AllocateAt(*e.pfn, e.order, mt);
     if (!s.ok()) return s;
     pfn = *e.pfn;
@@ -245,6 +364,10 @@ absl::StatusOr<EventResult> Machine::Alloc(const AllocEvent& e) {
   }
   ++counters_.allocs;
   if (!tracking_) return EventResult{absl::OkStatus(), pfn, StackHandle()};
+  if (e.early) {
+    SetEarlyOwners(pfn, e.order, e.ts_ns);
+    return EventResult{absl::OkStatus(), pfn, early_handle_};
+  }
   const SaveContext ctx{e.frames, e.gfp_mask, e.pid, e.tgid, e.comm, e.ts_ns, e.stack_hint};
   const StackHandle h = SaveStack(ctx);
   SetOwner(pfn, e.order, h,
@@ -255,6 +378,22 @@ absl::StatusOr<EventResult> Machine::Alloc(const AllocEvent& e) {
 absl::StatusOr<EventResult> Machine::Free(const FreeEvent& e) {
   if (!e.order.valid()) return BadOrder(e.order);
   if (e.pfn.raw() >= total_pages().raw()) return BeyondMemory("pfn", e.pfn, total_pages());
+  if (e.trusted) {
+    if (absl::Status s = CheckTrustedRange(e.pfn, e.order); !s.ok()) return s;
+    const std::optional<AllocatedBlock> b = buddy_.BlockContaining(e.pfn);
+    if (!b.has_value() || b->head != e.pfn || b->order != e.order) {
+      if (!RangeHasAllocated(e.pfn, e.order)) {  // T4
+        ++counters_.ignored_frees;
+        return EventResult{absl::OkStatus(), e.pfn, StackHandle()};
+      }
+      // T5: this event frees every allocated page of its range.
+      ++counters_.frees;
+      ++counters_.repaired_frees;
+      const auto [free_handle, fctx] = SaveFree(e.frames, e.pid, e.tgid, e.ts_ns, e.stack_hint);
+      counters_.split_blocks += FreeRange(e.pfn, e.order, fctx, e.ts_ns).splits;
+      return EventResult{absl::OkStatus(), e.pfn, free_handle};
+    }
+  }
   // The allocator checks the block (double free, tail page, wrong order) and changes nothing
   // when it is wrong; the free stack is saved after, so a depot pool taken for it may reuse
   // the block just freed (the kernel saves it just before).
@@ -419,6 +558,7 @@ void Machine::InitEarlyAllocatedPages(uint64_t ts_ns) {
   // allocated that gets the early handle (invariant 2: while tracking is on, every allocated
   // page is tracked).
   const uint32_t actx = InternAlloc(0, 0, "swapper", 0, Order(0), MigrateReason::kNone);
+  // SetOwner keeps the early stack off the owner list (invariant 5).
   buddy_.ForEachAllocatedBlock(Pfn(0), [&](AllocatedBlock b) {
     const uint64_t n = b.order.pages().raw();
     for (uint64_t i = 0; i < n; ++i) {

@@ -30,11 +30,11 @@ namespace pageowner {
 inline constexpr size_t kCommMax = 15;
 
 struct MachineOptions {
-  PageCount pages = PageCount(1 << 20);  // 4 GiB
+  PageCount pages = PageCount(1 << 20);              // 4 GiB
   int stack_depth = kDefaultStackDepth;              // StackDepotOptions::max_depth
   uint32_t depot_max_pools = kDefaultDepotMaxPools;  // StackDepotOptions::max_pools
-  bool tracking = true;                  // page_owner=on
-  uint64_t boot_ts_ns = 0;               // ts of the pages found allocated at start
+  bool tracking = true;                              // page_owner=on
+  uint64_t boot_ts_ns = 0;                           // ts of the pages found allocated at start
 };
 
 // An allocation: __alloc_pages + __set_page_owner.
@@ -51,6 +51,13 @@ struct AllocEvent {
   // caches one a stack). It is checked against the frames, so a stale hint only costs the
   // normal save; a good one skips the depot's hash lookup.
   StackHandle stack_hint{};
+  // This happened on a real machine: applied over whatever the Machine believes of the range
+  // (see "Trusted events" on Machine). Only an allocation at a pfn has anything to repair.
+  bool trusted = false;
+  // Attach (init_early_allocated_pages for a running machine): the block at `pfn` is in use
+  // with no known owner; every page gets the early handle (see "Early blocks" on Machine).
+  // `frames`, `gfp_mask`, `pid`, `tgid` and `comm` are ignored. REQUIRES `pfn`.
+  bool early = false;
 };
 
 // A free: __reset_page_owner + __free_pages. `frames` may be empty (no free stack known).
@@ -65,6 +72,9 @@ struct FreeEvent {
   // caches one a stack). It is checked against the frames, so a stale hint only costs the
   // normal save; a good one skips the depot's hash lookup.
   StackHandle stack_hint{};
+  // This happened on a real machine: applied over whatever the Machine believes of the range
+  // (see "Trusted events" on Machine).
+  bool trusted = false;
 };
 
 // A migration of the block headed by `pfn`: a target block of the same order and migratetype is
@@ -166,6 +176,13 @@ struct MachineCounters {
   uint64_t dummy_handle_uses = 0;
   uint64_t failure_handle_uses = 0;
   uint64_t early_handle_pages = 0;
+  // Trusted events (see Machine): those that found the Machine's picture wrong and repaired it.
+  uint64_t repaired_allocs = 0;  // allocations over allocated pages (rule T2)
+  uint64_t repaired_frees = 0;   // frees not of exactly one allocated block (rule T5)
+  uint64_t ignored_frees = 0;    // frees of pages all free already (rule T4): nothing changed
+  uint64_t implied_frees = 0;    // blocks (or parts of blocks) freed implicitly by T2
+  uint64_t implied_freed_pages = 0;
+  uint64_t split_blocks = 0;  // allocated blocks cut by T2 or T5, their rest kept allocated
 };
 
 // Mixed pageblocks by the pageblock's migratetype, for one zone, as /proc/pagetypeinfo counts.
@@ -194,6 +211,45 @@ struct MachineMemory {
 //  3. An event that returns an error changed nothing.
 //  4. A freed page keeps its last owner (handle, order, mask, task, ts) and gains the free
 //     handle, free pid/tgid and free ts.
+//  5. The early handle's pages count on its stack (invariant 2) but the early stack is never
+//     charged an allocation, so it is not on the owner list and show_stacks (StacksOwning)
+//     does not list it, as the kernel's init_pages_in_zone never calls inc_stack_record_count.
+//
+// Trusted events (AllocEvent::trusted, FreeEvent::trusted): a real machine's events are facts.
+// When the Machine's picture of their range is wrong (an event was lost, attach guessed, pages
+// sat on a per-cpu list), the picture is repaired and the event applied; every repair is
+// counted in MachineCounters. A range [P, P + 2^k) and a buddy block are either disjoint, or
+// one holds the other (both are aligned powers of two). Errors that are the event's own (order
+// above 10, a pfn or range beyond memory, no frames for a non-early allocation) are refused as
+// for strict events. Strict (untrusted) events are never repaired.
+//  T1. An allocation at P of order k whose range holds no allocated page: as a strict one.
+//  T2. Otherwise, first every allocated block that lies inside the range is freed implicitly:
+//      its records become freed with no free stack, free pid/tgid 0 and free ts the
+//      allocation's ts_ns, and its pages leave their stacks (one implied_frees a block, its
+//      pages in implied_freed_pages). An allocated block of order K > k that holds the range
+//      is split (split_blocks + 1): the range's pages are freed implicitly as above (one
+//      implied free of 2^k pages) and the rest stays allocated with its owner, as the K - k
+//      buddy pieces around the range (orders k .. K-1, each aligned); the records of a piece
+//      keep their handle, mask, task and ts, and an order above the piece's becomes the
+//      piece's (an early block's order-0 records stay). Then the allocation is applied as T1.
+//      Counted in repaired_allocs. The result is a strict allocation's (pfn P, the handle).
+//  T3. A free at P of order k where P heads an allocated block of order k: as a strict one.
+//  T4. A free whose range holds no allocated page: nothing changes (no free stack is saved);
+//      OK with pfn P and no handle; counted in ignored_frees (a page allocated before attach
+//      that attach took as free, a compaction target, a lost allocation).
+//  T5. Otherwise every allocated page of the range is freed by this event (its free stack,
+//      task and ts): blocks inside the range whole, and a block that holds the range split as
+//      in T2 with the range's part freed. Counted in repaired_frees (and split_blocks). The
+//      result: pfn P and the free handle.
+// The depot's own pools live in simulated memory (the allocator's choice); a trusted allocation
+// over one takes its pages like any block's (T2); the depot keeps its storage.
+//
+// Early blocks (AllocEvent::early, with a pfn): the block is placed at P as an allocation at a
+// pfn (trusted or strict as the event says) and, while tracking is on, each page gets an
+// order-0 record with the early handle, mask 0, pid 0, tgid 0, comm "swapper" and ts ts_ns, as
+// init_early_allocated_pages gives pages in use at boot; counted in allocs and
+// early_handle_pages (2^k). A later strict free of the whole block frees it; a trusted free of a
+// part splits it (T5).
 //
 // Thread-safety: the mutators (Alloc, Free, Migrate, Apply, SetTracking) must be called by one
 // thread at a time, and the const queries must not run concurrently with a mutator (callers
@@ -211,11 +267,12 @@ class Machine {
   // kInvalidArgument naming the bad option, or OK.
   static absl::Status ValidateOptions(const MachineOptions& options);
 
-  // Errors: kInvalidArgument (order above 10, no frames), kOutOfRange (pfn beyond memory),
-  // kAlreadyExists (a page at the requested pfn is allocated), kResourceExhausted (no free
-  // block big enough).
+  // Errors: kInvalidArgument (order above 10, no frames for a non-early allocation, early
+  // without a pfn, pfn not aligned to the order), kOutOfRange (pfn or range beyond memory),
+  // kAlreadyExists (strict only: a page at the requested pfn is allocated), kResourceExhausted
+  // (no free block big enough).
   absl::StatusOr<EventResult> Alloc(const AllocEvent& e);
-  // Errors: kInvalidArgument (order above 10), kOutOfRange (pfn beyond memory),
+  // Errors: kInvalidArgument (order above 10), kOutOfRange (pfn beyond memory), strict only:
   // kFailedPrecondition (the page is free, is not the head of its block, or the order differs).
   absl::StatusOr<EventResult> Free(const FreeEvent& e);
   // Errors: kInvalidArgument (no such reason), kOutOfRange (pfn or target beyond memory),
@@ -352,6 +409,23 @@ class Machine {
   // Clears the allocated flag of the block's pages and takes their pages off their stacks;
   // with `free_ctx` (tracking on) also records the free.
   void ResetOwner(Pfn head, Order order, std::optional<uint32_t> fctx, uint64_t ts_ns);
+  // What FreeRange did.
+  struct RangeFreed {
+    uint64_t blocks = 0;  // blocks freed whole, and the parts cut out of larger blocks
+    uint64_t pages = 0;
+    uint64_t splits = 0;
+  };
+  // Trusted events' repair (T2, T5): makes every page of [head, head + 2^order) free, freeing
+  // the blocks inside it and splitting a block that holds it; records the frees with `fctx`.
+  // REQUIRES: head aligned to order, the range within memory.
+  RangeFreed FreeRange(Pfn head, Order order, std::optional<uint32_t> fctx, uint64_t ts_ns);
+  // Trusted events' own errors: kInvalidArgument when pfn is not aligned to order, kOutOfRange
+  // when the range passes the end of memory.
+  absl::Status CheckTrustedRange(Pfn pfn, Order order) const;
+  // Whether any page of the range is allocated. REQUIRES as FreeRange.
+  bool RangeHasAllocated(Pfn head, Order order) const;
+  // Records order-0 early owners on the pages of the block at `head` (tracking on).
+  void SetEarlyOwners(Pfn head, Order order, uint64_t ts_ns);
   uint32_t InternAlloc(int32_t pid, int32_t tgid, std::string_view comm, uint32_t gfp, Order order,
                        MigrateReason reason);
   PageOwner Expand(Pfn pfn, const Record& r) const;

@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "core/invariants.h"
 #include "core/kernel_flags.h"
+#include "core/queries.h"
 #include "core/reports.h"
 #include "gtest/gtest.h"
 
@@ -497,6 +499,320 @@ TEST(MachineTest, ValidateOptionsNamesTheBadOption) {
   EXPECT_EQ(Machine::ValidateOptions(o).code(), absl::StatusCode::kInvalidArgument);
   o.depot_max_pools = 131071;
   EXPECT_TRUE(Machine::ValidateOptions(o).ok());
+}
+
+// ---- Trusted events (the rules T1..T5 and early blocks of core/machine.h) ----
+
+// The blocks the dump prints, as (pfn, record order, handle).
+struct Printed {
+  uint64_t pfn;
+  unsigned order;
+  uint32_t handle;
+  friend bool operator==(const Printed&, const Printed&) = default;
+};
+std::vector<Printed> PrintedFrom(const Machine& m, uint64_t from, uint64_t to) {
+  std::vector<Printed> out;
+  m.ForEachOwnedBlock(Pfn(from), [&](const PageOwner& p) {
+    if (p.pfn.raw() >= to) return false;
+    out.push_back({p.pfn.raw(), p.order.raw(), p.handle.raw()});
+    return true;
+  });
+  return out;
+}
+AllocatedBlock BlockAt(const Machine& m, uint64_t pfn) {
+  return m.allocator().BlockContaining(Pfn(pfn)).value_or(AllocatedBlock{Pfn(~0ull), Order(99)});
+}
+AllocatedBlock B(uint64_t head, unsigned order) { return {Pfn(head), Order(order)}; }
+bool OnOwnerList(const Machine& m, StackHandle h) {
+  bool found = false;
+  m.depot().ForEachOwnerStack([&](const StackUsage& s) { found |= s.handle == h; });
+  return found;
+}
+// Invariant 2: the stacks' pages sum to the tracked pages, every allocated page is tracked;
+// and the full check (every page in exactly one block, per-stack recounts).
+void ExpectInvariants(const Machine& m) {
+  EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.tracked_pages().raw()));
+  EXPECT_EQ(m.tracked_pages(), m.allocator().allocated_pages());
+  const absl::Status s = CheckMachineInvariants(m);
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+TEST(MachineTrustedTest, AllocOverAnAllocatedBlockFreesItImplicitly) {
+  Machine m(Small());
+  const auto a = Stack(1), b = Stack(2);
+  const StackHandle ha =
+      m.Alloc({.order = Order(2), .frames = a, .pid = 5, .ts_ns = 10, .pfn = Pfn(0x1000)})->handle;
+  // Strict stays the default: refused, nothing changed.
+  EXPECT_EQ(m.Alloc({.order = Order(2), .frames = b, .pfn = Pfn(0x1000)}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  const uint64_t allocated = m.allocator().allocated_pages().raw();
+  const EventResult r = *m.Alloc(
+      {.order = Order(2), .frames = b, .pid = 6, .ts_ns = 20, .pfn = Pfn(0x1000), .trusted = true});
+  EXPECT_EQ(r.pfn, Pfn(0x1000));
+  EXPECT_EQ(r.handle, m.depot().Find(b));
+  EXPECT_EQ(m.counters().repaired_allocs, 1u);
+  EXPECT_EQ(m.counters().implied_frees, 1u);
+  EXPECT_EQ(m.counters().implied_freed_pages, 4u);
+  EXPECT_EQ(m.counters().split_blocks, 0u);
+  EXPECT_EQ(m.counters().allocs, 2u);
+  EXPECT_EQ(m.allocator().allocated_pages().raw(), allocated);
+  EXPECT_EQ(m.depot().Usage(ha).pages, 0);
+  EXPECT_EQ(m.depot().Usage(r.handle).pages, 4);
+  const PageOwner p = *m.PageRecord(Pfn(0x1003));
+  EXPECT_EQ(p.handle, r.handle);
+  EXPECT_EQ(p.pid, 6);
+  EXPECT_EQ(p.ts_ns, 20u);
+  // The implied free: no free stack, pid 0, at the allocation's time.
+  EXPECT_FALSE(p.free_handle.valid());
+  EXPECT_EQ(p.free_pid, 0);
+  EXPECT_EQ(p.free_ts_ns, 20u);
+  EXPECT_EQ(BlockAt(m, 0x1001), B(0x1000, 2));
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, AllocOverSeveralSmallerBlocksFreesEach) {
+  Machine m(Small());
+  const auto a = Stack(1), b = Stack(2);
+  ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(0x1000)}).ok());
+  ASSERT_TRUE(m.Alloc({.order = Order(1), .frames = a, .pfn = Pfn(0x1002)}).ok());
+  const uint64_t free_before = m.allocator().free_pages().raw();
+  ASSERT_TRUE(m.Alloc({.order = Order(2), .frames = b, .pfn = Pfn(0x1000), .trusted = true}).ok());
+  EXPECT_EQ(m.counters().repaired_allocs, 1u);
+  EXPECT_EQ(m.counters().implied_frees, 2u);
+  EXPECT_EQ(m.counters().implied_freed_pages, 3u);
+  EXPECT_EQ(m.allocator().free_pages().raw(), free_before - 1);  // page 0x1001 was free
+  EXPECT_EQ(m.depot().Usage(m.depot().Find(a)).pages, 0);
+  EXPECT_EQ(PrintedFrom(m, 0x1000, 0x1010),
+            (std::vector<Printed>{{0x1000, 2, m.depot().Find(b).raw()}}));
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, AllocInsideALargerBlockSplitsItAndKeepsTheRest) {
+  Machine m(Small());
+  const auto a = Stack(1), b = Stack(2);
+  const StackHandle ha =
+      m.Alloc({.order = Order(3), .frames = a, .pid = 5, .ts_ns = 10, .pfn = Pfn(0x1000)})->handle;
+  const StackHandle hb =
+      m.Alloc({.order = Order(0), .frames = b, .ts_ns = 20, .pfn = Pfn(0x1005), .trusted = true})
+          ->handle;
+  EXPECT_EQ(m.counters().repaired_allocs, 1u);
+  EXPECT_EQ(m.counters().implied_frees, 1u);
+  EXPECT_EQ(m.counters().implied_freed_pages, 1u);
+  EXPECT_EQ(m.counters().split_blocks, 1u);
+  // The buddy pieces around 0x1005: [0x1000, 4) order 2, 0x1004 order 0, [0x1006, 2) order 1.
+  EXPECT_EQ(BlockAt(m, 0x1003), B(0x1000, 2));
+  EXPECT_EQ(BlockAt(m, 0x1004), B(0x1004, 0));
+  EXPECT_EQ(BlockAt(m, 0x1005), B(0x1005, 0));
+  EXPECT_EQ(BlockAt(m, 0x1007), B(0x1006, 1));
+  EXPECT_EQ(PrintedFrom(m, 0x1000, 0x1010), (std::vector<Printed>{{0x1000, 2, ha.raw()},
+                                                                  {0x1004, 0, ha.raw()},
+                                                                  {0x1005, 0, hb.raw()},
+                                                                  {0x1006, 1, ha.raw()}}));
+  EXPECT_EQ(m.depot().Usage(ha).pages, 7);
+  EXPECT_EQ(m.depot().Usage(ha).allocations, 1u);
+  EXPECT_EQ(m.depot().Usage(hb).pages, 1);
+  const PageOwner kept = *m.BlockOwner(Pfn(0x1007));
+  EXPECT_EQ(kept.pfn, Pfn(0x1006));
+  EXPECT_EQ(kept.pid, 5);
+  EXPECT_EQ(kept.ts_ns, 10u);
+  EXPECT_TRUE(kept.allocated);
+  ExpectInvariants(m);
+  // The pieces are blocks: a strict free of one is a plain free.
+  ASSERT_TRUE(m.Free({.pfn = Pfn(0x1006), .order = Order(1)}).ok());
+  EXPECT_EQ(m.depot().Usage(ha).pages, 5);
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, EarlyBlocksGetTheEarlyHandleAndStayOffTheOwnerList) {
+  Machine m(Small());
+  const uint64_t early_before = m.counters().early_handle_pages;
+  const int64_t early_pages = m.depot().Usage(m.early_handle()).pages;
+  // An early block needs a pfn, and no frames.
+  EXPECT_EQ(m.Alloc({.order = Order(3), .early = true}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const EventResult r = *m.Alloc(
+      {.order = Order(3), .ts_ns = 77, .pfn = Pfn(0x2000), .trusted = true, .early = true});
+  EXPECT_EQ(r.pfn, Pfn(0x2000));
+  EXPECT_EQ(r.handle, m.early_handle());
+  EXPECT_EQ(m.counters().early_handle_pages - early_before, 8u);
+  EXPECT_EQ(m.depot().Usage(m.early_handle()).pages, early_pages + 8);
+  EXPECT_EQ(m.depot().Usage(m.early_handle()).allocations, 0u);
+  EXPECT_FALSE(OnOwnerList(m, m.early_handle()));
+  for (const StackUsage& s : StacksOwning(m.depot(), 0)) EXPECT_NE(s.handle, m.early_handle());
+  EXPECT_EQ(BlockAt(m, 0x2007), B(0x2000, 3));
+  const PageOwner p = *m.BlockOwner(Pfn(0x2005));
+  EXPECT_EQ(p.pfn, Pfn(0x2005));  // one order-0 record a page
+  EXPECT_EQ(p.order.raw(), 0u);
+  EXPECT_EQ(p.gfp_mask, 0u);
+  EXPECT_EQ(p.pid, 0);
+  EXPECT_EQ(p.comm, "swapper");
+  EXPECT_EQ(p.ts_ns, 77u);
+  EXPECT_EQ(PrintedFrom(m, 0x2000, 0x2010).size(), 8u);
+  ExpectInvariants(m);
+  // A strict free of the whole block frees it.
+  ASSERT_TRUE(m.Free({.pfn = Pfn(0x2000), .order = Order(3)}).ok());
+  EXPECT_EQ(m.depot().Usage(m.early_handle()).pages, early_pages);
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, AllocInsideAnEarlyBlockKeepsTheOtherPagesEarly) {
+  Machine m(Small());
+  const auto b = Stack(2);
+  const uint32_t e = m.early_handle().raw();
+  ASSERT_TRUE(
+      m.Alloc({.order = Order(3), .pfn = Pfn(0x2000), .trusted = true, .early = true}).ok());
+  const StackHandle hb =
+      m.Alloc({.order = Order(1), .frames = b, .pfn = Pfn(0x2002), .trusted = true})->handle;
+  EXPECT_EQ(m.counters().split_blocks, 1u);
+  EXPECT_EQ(m.counters().implied_frees, 1u);
+  EXPECT_EQ(m.counters().implied_freed_pages, 2u);
+  EXPECT_EQ(BlockAt(m, 0x2001), B(0x2000, 1));
+  EXPECT_EQ(BlockAt(m, 0x2003), B(0x2002, 1));
+  EXPECT_EQ(BlockAt(m, 0x2006), B(0x2004, 2));
+  EXPECT_EQ(PrintedFrom(m, 0x2000, 0x2010), (std::vector<Printed>{{0x2000, 0, e},
+                                                                  {0x2001, 0, e},
+                                                                  {0x2002, 1, hb.raw()},
+                                                                  {0x2004, 0, e},
+                                                                  {0x2005, 0, e},
+                                                                  {0x2006, 0, e},
+                                                                  {0x2007, 0, e}}));
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, FreeOfPartOfAnEarlyBlockSplitsItAndFreesThatPart) {
+  Machine m(Small());
+  const auto f = Stack(3);
+  ASSERT_TRUE(
+      m.Alloc({.order = Order(2), .pfn = Pfn(0x3000), .trusted = true, .early = true}).ok());
+  const int64_t early_pages = m.depot().Usage(m.early_handle()).pages;
+  // Strict: not the head of its block.
+  EXPECT_EQ(m.Free({.pfn = Pfn(0x3001), .order = Order(0)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const EventResult r = *m.Free(
+      {.pfn = Pfn(0x3001), .order = Order(0), .frames = f, .pid = 7, .ts_ns = 30, .trusted = true});
+  EXPECT_EQ(r.pfn, Pfn(0x3001));
+  EXPECT_EQ(r.handle, m.depot().Find(f));
+  EXPECT_EQ(m.counters().repaired_frees, 1u);
+  EXPECT_EQ(m.counters().split_blocks, 1u);
+  EXPECT_EQ(m.counters().implied_frees, 0u);
+  EXPECT_EQ(m.counters().frees, 1u);
+  EXPECT_FALSE(m.allocator().IsAllocated(Pfn(0x3001)));
+  EXPECT_EQ(BlockAt(m, 0x3000), B(0x3000, 0));
+  EXPECT_EQ(BlockAt(m, 0x3003), B(0x3002, 1));
+  const PageOwner p = *m.PageRecord(Pfn(0x3001));
+  EXPECT_FALSE(p.allocated);
+  EXPECT_TRUE(p.owner);
+  EXPECT_EQ(p.handle, m.early_handle());  // a freed page keeps its last owner
+  EXPECT_EQ(p.free_handle, r.handle);
+  EXPECT_EQ(p.free_pid, 7);
+  EXPECT_EQ(p.free_ts_ns, 30u);
+  EXPECT_EQ(m.depot().Usage(m.early_handle()).pages, early_pages - 1);
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, FreeOfFreePagesIsCountedAndChangesNothing) {
+  Machine m(Small());
+  const auto f = Stack(3);
+  const Snapshot before = Take(m);
+  EXPECT_EQ(m.Free({.pfn = Pfn(0x3800), .order = Order(0)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // strict: a double free
+  const EventResult r =
+      *m.Free({.pfn = Pfn(0x3800), .order = Order(1), .frames = f, .trusted = true});
+  EXPECT_EQ(r.pfn, Pfn(0x3800));
+  EXPECT_FALSE(r.handle.valid());
+  EXPECT_EQ(m.counters().ignored_frees, 1u);
+  EXPECT_EQ(m.counters().repaired_frees, 0u);
+  EXPECT_EQ(Take(m), before);
+  EXPECT_FALSE(m.depot().Find(f).valid());  // no free stack saved
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, FreeOfAnotherOrderFreesEveryAllocatedPageOfItsRange) {
+  Machine m(Small());
+  const auto a = Stack(1), f = Stack(3);
+  const StackHandle ha = m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(0x3400)})->handle;
+  ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(0x3403)}).ok());
+  ASSERT_TRUE(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(0x3404)}).ok());
+  // Order 2 at 0x3400: 0x3400 and 0x3403 allocated, 0x3401-2 free; 0x3404 is outside.
+  const EventResult r =
+      *m.Free({.pfn = Pfn(0x3400), .order = Order(2), .frames = f, .pid = 9, .trusted = true});
+  EXPECT_EQ(r.handle, m.depot().Find(f));
+  EXPECT_EQ(m.counters().repaired_frees, 1u);
+  EXPECT_EQ(m.counters().split_blocks, 0u);
+  EXPECT_FALSE(m.allocator().IsAllocated(Pfn(0x3400)));
+  EXPECT_FALSE(m.allocator().IsAllocated(Pfn(0x3403)));
+  EXPECT_TRUE(m.allocator().IsAllocated(Pfn(0x3404)));
+  EXPECT_EQ(m.depot().Usage(ha).pages, 1);
+  EXPECT_EQ(m.PageRecord(Pfn(0x3403))->free_pid, 9);
+  // An exact block: a plain free (T3), nothing repaired.
+  ASSERT_TRUE(m.Free({.pfn = Pfn(0x3404), .order = Order(0), .trusted = true}).ok());
+  EXPECT_EQ(m.counters().repaired_frees, 1u);
+  EXPECT_EQ(m.counters().frees, 2u);
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, FreeInsideALargerOrdinaryBlockSplitsIt) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  const StackHandle ha = m.Alloc({.order = Order(2), .frames = a, .pfn = Pfn(0x3600)})->handle;
+  ASSERT_TRUE(m.Free({.pfn = Pfn(0x3600), .order = Order(0), .trusted = true}).ok());
+  EXPECT_EQ(m.counters().split_blocks, 1u);
+  EXPECT_EQ(PrintedFrom(m, 0x3600, 0x3610),
+            (std::vector<Printed>{{0x3601, 0, ha.raw()}, {0x3602, 1, ha.raw()}}));
+  EXPECT_EQ(m.depot().Usage(ha).pages, 3);
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, TheEventsOwnErrorsAreStillRefusedAndChangeNothing) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  ASSERT_TRUE(m.Alloc({.order = Order(2), .frames = a, .pfn = Pfn(0x1000)}).ok());
+  const Snapshot before = Take(m);
+  const auto code = [](absl::StatusOr<EventResult> r) { return r.status().code(); };
+  EXPECT_EQ(code(m.Alloc({.order = Order(11), .frames = a, .pfn = Pfn(0), .trusted = true})),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(m.Alloc({.order = Order(0), .pfn = Pfn(0x1000), .trusted = true})),
+            absl::StatusCode::kInvalidArgument);  // no frames
+  EXPECT_EQ(code(m.Alloc({.order = Order(1), .frames = a, .pfn = Pfn(0x1001), .trusted = true})),
+            absl::StatusCode::kInvalidArgument);  // not aligned
+  EXPECT_EQ(code(m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(kPages), .trusted = true})),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(code(m.Free({.pfn = Pfn(0x1001), .order = Order(1), .trusted = true})),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(m.Free({.pfn = Pfn(kPages), .order = Order(0), .trusted = true})),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(code(m.Free({.pfn = Pfn(0), .order = Order(11), .trusted = true})),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Take(m), before);
+  EXPECT_EQ(m.counters().repaired_allocs + m.counters().repaired_frees +
+                m.counters().ignored_frees + m.counters().implied_frees,
+            0u);
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, AnOddSizedMachineRefusesARangePastItsEnd) {
+  Machine m(Small(true, 8192, 1030));
+  EXPECT_EQ(m.Alloc({.order = Order(3), .pfn = Pfn(1024), .trusted = true, .early = true})
+                .status()
+                .code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(m.Free({.pfn = Pfn(1024), .order = Order(3), .trusted = true}).status().code(),
+            absl::StatusCode::kOutOfRange);
+  ASSERT_TRUE(m.Alloc({.order = Order(2), .pfn = Pfn(1024), .trusted = true, .early = true}).ok());
+  ExpectInvariants(m);
+}
+
+TEST(MachineTrustedTest, EarlyBlocksWhileTrackingIsOffGetTheEarlyHandleOnceItIsOn) {
+  Machine m(Small(false));
+  const EventResult r =
+      *m.Alloc({.order = Order(1), .pfn = Pfn(0x2000), .trusted = true, .early = true});
+  EXPECT_FALSE(r.handle.valid());
+  const uint64_t early_before = m.counters().early_handle_pages;
+  m.SetTracking(true, 5);
+  EXPECT_EQ(m.PageRecord(Pfn(0x2001))->handle, m.early_handle());
+  EXPECT_GE(m.counters().early_handle_pages - early_before, 2u);
+  EXPECT_FALSE(OnOwnerList(m, m.early_handle()));
+  ExpectInvariants(m);
 }
 
 }  // namespace
