@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test run bench clean format
+.PHONY: all deps configure build test run bench clean format crash-test
 
 all: build
 
@@ -26,7 +26,12 @@ test: build
 	  exit $${PIPESTATUS[0]}
 
 run: build
-	$(BUILD_DIR)/bin/pageownerd
+	$(BUILD_DIR)/bin/pageownerd --data_dir=$(BUILD_DIR)/pageownerd-data
+
+# The long kill -9 / power-cut run of issue 12 (`make test` runs 20 cycles).
+CYCLES ?= 1000
+crash-test: build
+	PAGEOWNER_CRASH_CYCLES=$(CYCLES) $(BUILD_DIR)/tests/crash_test --gtest_filter='*KillNineCycles*'
 
 bench: build
 	$(BUILD_DIR)/bin/pageowner-bench memory

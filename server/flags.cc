@@ -210,6 +210,35 @@ absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags) {
     }
     options.metrics_listen_address = flags.metrics_listen;
   }
+
+  if (!flags.data_dir.empty()) {
+    WalOptions wal{.dir = flags.data_dir};
+    if (flags.fsync == "interval") {
+      wal.fsync = FsyncMode::kInterval;
+    } else if (flags.fsync != "always") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--fsync=", flags.fsync, ": must be always or interval"));
+    }
+    if (flags.fsync_interval_ms < 1 || flags.fsync_interval_ms > 60000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--fsync_interval_ms=", flags.fsync_interval_ms, ": must be in 1..60000"));
+    }
+    wal.fsync_interval = absl::Milliseconds(flags.fsync_interval_ms);
+    absl::StatusOr<uint64_t> segment = ParseMemorySize(flags.wal_segment_bytes);
+    if (!segment.ok() || *segment < (uint64_t{1} << 16)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--wal_segment_bytes=", flags.wal_segment_bytes, ": ",
+                       segment.ok() ? "at least 64KiB" : segment.status().message()));
+    }
+    wal.segment_bytes = *segment;
+    if (flags.wal_recovery == "truncate") {
+      wal.recovery = WalRecoveryMode::kTruncate;
+    } else if (flags.wal_recovery != "strict") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--wal_recovery=", flags.wal_recovery, ": must be strict or truncate"));
+    }
+    options.wal = wal;
+  }
   return options;
 }
 

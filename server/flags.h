@@ -48,6 +48,11 @@ struct FlagValues {
   std::string max_grpc_memory = "1GiB";
   bool tracking = true;
   std::string metrics_listen;  // HOST:PORT, or "none"
+  std::string data_dir;        // "": in memory
+  std::string fsync = "always";  // always | interval
+  uint32_t fsync_interval_ms = 1000;
+  std::string wal_segment_bytes = "64MiB";
+  std::string wal_recovery = "strict";  // strict | truncate
 };
 
 // Validates the flag values and builds the server's options. Errors are kInvalidArgument (or

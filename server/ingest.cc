@@ -1,4 +1,3 @@
-#include "core/strings.h"
 #include "server/ingest.h"
 
 #include <optional>
@@ -7,16 +6,19 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
 #include "absl/strings/string_view.h"
-#include "wire/status.h"
+#include "core/status_macros.h"
+#include "core/strings.h"
+#include "server/failpoints.h"
+#include "server/wal_record.h"
 #include "wire/convert.h"
+#include "wire/status.h"
 
 namespace pageowner::server {
 namespace {
 
-
-constexpr uint32_t kKnownFlags = v1::EVENT_FLAG_AT_PFN | v1::EVENT_FLAG_AT_TARGET;
+constexpr uint32_t kKnownFlags = v1::EVENT_FLAG_AT_PFN | v1::EVENT_FLAG_AT_TARGET |
+                                 v1::EVENT_FLAG_TRUSTED | v1::EVENT_FLAG_EARLY;
 
 // Value i of a column that is empty (all zeros) or one value a event.
 template <typename T>
@@ -68,8 +70,7 @@ absl::Status IngestStream::Validate(const v1::EventBatch& b) const {
       }
       if (f.symbol().size() > kMaxSymbolBytes) {
         return Malformed(absl::StrCat("stack ", def.id(), ": frame ", j, " has a symbol of ",
-                                      f.symbol().size(), " bytes (at most ", kMaxSymbolBytes,
-                                      ")"));
+                                      f.symbol().size(), " bytes (at most ", kMaxSymbolBytes, ")"));
       }
     }
   }
@@ -136,8 +137,8 @@ absl::Status IngestStream::CheckBudget(const v1::EventBatch& b) const {
   for (const v1::TaskDef& def : b.tasks()) bytes += sizeof(Task) + def.comm().size();
   for (const v1::ExtrasDef& def : b.extras()) {
     const v1::PrintedExtras& x = def.extras();
-    bytes += sizeof(PrintedExtras) + x.flags_text().size() + x.gfp_names().size() +
-             x.memcg().size();
+    bytes +=
+        sizeof(PrintedExtras) + x.flags_text().size() + x.gfp_names().size() + x.memcg().size();
   }
   if (names > 0 && symbols_->name_bytes() + names > limits_.max_symbol_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -145,10 +146,12 @@ absl::Status IngestStream::CheckBudget(const v1::EventBatch& b) const {
         symbols_->name_bytes(), "; the limit is --max_symbol_bytes=", limits_.max_symbol_bytes));
   }
   if (definition_bytes_ + bytes > limits_.max_stream_definition_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the batch's definitions take the stream's ", definition_bytes_, " bytes past "
-        "--max_stream_definition_bytes=", limits_.max_stream_definition_bytes,
-        "; start another stream, or define fewer stacks and tasks"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the batch's definitions take the stream's ", definition_bytes_,
+                     " bytes past "
+                     "--max_stream_definition_bytes=",
+                     limits_.max_stream_definition_bytes,
+                     "; start another stream, or define fewer stacks and tasks"));
   }
   return absl::OkStatus();
 }
@@ -263,12 +266,15 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
                      .comm = task.comm,
                      .ts_ns = At(b.ts_ns(), i)};
         if (flags & v1::EVENT_FLAG_AT_PFN) e.pfn = Pfn(At(b.pfn(), i));
+        e.trusted = (flags & v1::EVENT_FLAG_TRUSTED) != 0;
+        e.early = (flags & v1::EVENT_FLAG_EARLY) != 0;
         out->events.emplace_back(e);
         break;
       }
       case v1::EVENT_KIND_IMPORT: {
         const PrintedExtras* extras = ExtrasOf(At(b.extras_id(), i), out);
-        const absl::StatusOr<MigrateReason> reason = wire::MigrateReasonFromProto(At(b.reason(), i));
+        const absl::StatusOr<MigrateReason> reason =
+            wire::MigrateReasonFromProto(At(b.reason(), i));
         const absl::StatusOr<std::optional<MigrateType>> block_mt =
             wire::BatchMigratetypeFromProto(At(b.pageblock_migratetype(), i));
         if (check.ok()) check = reason.status();
@@ -294,11 +300,13 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
                                            .frames = frames,
                                            .pid = task.pid,
                                            .tgid = task.tgid,
-                                           .ts_ns = At(b.ts_ns(), i)});
+                                           .ts_ns = At(b.ts_ns(), i),
+                                           .trusted = (flags & v1::EVENT_FLAG_TRUSTED) != 0});
         break;
       default: {  // EVENT_KIND_MIGRATE (Validate let no other kind through)
         // NONE converts to kNone, which the machine refuses for a migration.
-        const absl::StatusOr<MigrateReason> reason = wire::MigrateReasonFromProto(At(b.reason(), i));
+        const absl::StatusOr<MigrateReason> reason =
+            wire::MigrateReasonFromProto(At(b.reason(), i));
         if (check.ok()) check = reason.status();
         MigrateEvent e{.pfn = Pfn(At(b.pfn(), i)),
                        .reason = reason.value_or(MigrateReason::kNone),
@@ -349,8 +357,26 @@ IngestWriter::IngestWriter(SharedMachine* machine, IngestCounters* counters)
 
 IngestWriter::~IngestWriter() { Stop(); }
 
+void IngestWriter::AttachLog(Wal* wal) {
+  absl::MutexLock lock(&mu_);
+  wal_ = wal;
+  syncer_ = std::thread([this] { SyncLoop(); });
+}
+
 void IngestWriter::Submit(PreparedBatch batch, Done done) {
-  Job job{std::move(batch), std::move(done)};
+  Job job{std::move(batch), std::move(done), std::nullopt};
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopped_) {
+      queue_.push_back(std::move(job));
+      return;
+    }
+  }
+  Process(job);
+}
+
+void IngestWriter::SubmitTracking(bool on, uint64_t ts_ns, TrackingDone done) {
+  Job job{PreparedBatch(), nullptr, Tracking{on, ts_ns, std::move(done)}};
   {
     absl::MutexLock lock(&mu_);
     if (!stopped_) {
@@ -374,17 +400,24 @@ void IngestWriter::Stop() {
     {
       absl::MutexLock lock(&mu_);
       stopped_ = true;
-      if (queue_.empty()) return;
+      if (queue_.empty()) break;
       job = std::move(queue_.front());
       queue_.pop_front();
     }
     Process(job);
   }
+  if (syncer_.joinable()) {
+    {
+      absl::MutexLock lock(&mu_);
+      syncer_stopping_ = true;
+    }
+    syncer_.join();
+  }
 }
 
 void IngestWriter::Run() {
+  std::vector<Job> group;
   for (;;) {
-    Job job;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -392,14 +425,46 @@ void IngestWriter::Run() {
                ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return !w->queue_.empty() || w->stopping_; },
           this));
       if (queue_.empty()) return;  // stopping, nothing left
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      // Without a log, one batch at a time; with one, everything queued shares a write.
+      do {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      } while (wal_ != nullptr && !queue_.empty());
     }
-    Process(job);
+    if (wal_ != nullptr) {
+      ProcessGroup(group);
+    } else {
+      Process(group.front());
+    }
+    group.clear();
   }
 }
 
 void IngestWriter::Process(Job& job) {
+  if (wal_ != nullptr) {
+    std::vector<Job> group;
+    group.push_back(std::move(job));
+    ProcessGroup(group);
+    return;
+  }
+  Ack ack;
+  Apply(job, &ack);
+  ack.job = std::move(job);
+  std::vector<Ack> acks;
+  acks.push_back(std::move(ack));
+  Answer(acks);
+}
+
+void IngestWriter::Apply(Job& job, Ack* ack) {
+  if (job.tracking.has_value()) {
+    machine_->Write([&](Machine& m) {
+      const uint64_t before = m.counters().early_handle_pages;
+      m.SetTracking(job.tracking->on, job.tracking->ts_ns);
+      ack->tracking_on = m.tracking();
+      ack->early_pages = m.counters().early_handle_pages - before;
+    });
+    return;
+  }
   std::vector<EventResult> results;
   if (job.batch.malformed.ok()) {
     machine_->ApplyBatch(absl::MakeSpan(job.batch.events), job.batch.prechecked, job.batch.hints,
@@ -414,10 +479,100 @@ void IngestWriter::Process(Job& job) {
                             wire::ToRpcCode(results[i].status.code()));
     }
   }
-  v1::BatchResult result;
-  FillBatchResult(job.batch, results, &result);
+  FillBatchResult(job.batch, results, &ack->result);
   job.batch.Clear();  // the definitions may go before the answer is written
-  job.done(std::move(result), std::move(job.batch));
+}
+
+void IngestWriter::ProcessGroup(std::vector<Job>& jobs) {
+  // One record a SetTracking and a batch with events for the machine; in submission order.
+  std::string records;
+  std::vector<uint64_t> new_names;
+  uint64_t count = 0;
+  const uint64_t first = wal_->next_seq();
+  for (Job& job : jobs) {
+    if (job.tracking.has_value()) {
+      AppendTrackingRecord(first + count++, job.tracking->on, job.tracking->ts_ns, &records);
+      continue;
+    }
+    if (!job.batch.malformed.ok()) continue;
+    bool any = false;
+    for (const absl::Status& s : job.batch.prechecked) any = any || s.ok();
+    if (!any) continue;
+    AppendBatchRecord(first + count++, job.batch.events, job.batch.prechecked, machine_->symbols(),
+                      wal_->names(), &new_names, &records);
+  }
+  const absl::Status written = count > 0 ? wal_->Append(records, count) : absl::OkStatus();
+  if (written.ok()) {
+    for (uint64_t ip : new_names) wal_->names().Add(ip);
+  }
+  std::vector<Ack> acks(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    Ack& ack = acks[i];
+    Job& job = jobs[i];
+    if (written.ok()) {
+      Apply(job, &ack);
+      ack.durable_seq = count > 0 ? first + count - 1 : 0;
+    } else if (job.tracking.has_value()) {
+      ack.status = written;
+    } else {
+      if (job.batch.malformed.ok()) {
+        job.batch.malformed = absl::UnavailableError(
+            absl::StrCat(written.message(), "; the batch was not applied, send it again"));
+        for (const Event& e : job.batch.events) {
+          counters_->CountEvent(static_cast<int>(e.index()),
+                                wire::ToRpcCode(absl::StatusCode::kUnavailable));
+        }
+      }
+      FillBatchResult(job.batch, {}, &ack.result);
+      job.batch.Clear();
+    }
+    ack.job = std::move(job);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!syncer_stopping_ && syncer_.joinable()) {
+      for (Ack& ack : acks) acks_.push_back(std::move(ack));
+      return;
+    }
+  }
+  Answer(acks);  // after Stop: on the caller's thread
+}
+
+void IngestWriter::SyncLoop() {
+  std::vector<Ack> acks;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](IngestWriter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return !w->acks_.empty() || w->syncer_stopping_;
+          },
+          this));
+      if (acks_.empty()) return;  // stopping, nothing left
+      while (!acks_.empty()) {
+        acks.push_back(std::move(acks_.front()));
+        acks_.pop_front();
+      }
+    }
+    Answer(acks);
+    acks.clear();
+  }
+}
+
+void IngestWriter::Answer(std::vector<Ack>& acks) {
+  uint64_t durable = 0;
+  for (const Ack& ack : acks) durable = std::max(durable, ack.durable_seq);
+  if (durable > 0) {
+    wal_->SyncTo(durable);  // one fdatasync for all of them
+    MaybeCrash(Failpoint::kWalAfterFsync);
+  }
+  for (Ack& ack : acks) {
+    if (ack.job.tracking.has_value()) {
+      ack.job.tracking->done(ack.status, ack.tracking_on, ack.early_pages);
+    } else {
+      ack.job.done(std::move(ack.result), std::move(ack.job.batch));
+    }
+  }
 }
 
 }  // namespace pageowner::server

@@ -26,6 +26,7 @@
 #include "pageowner/v1/pageowner.pb.h"
 #include "server/limits.h"
 #include "server/shared_machine.h"
+#include "server/wal.h"
 
 namespace pageowner::server {
 
@@ -34,7 +35,7 @@ struct IngestCounters {
   std::atomic<uint64_t> batches{0};           // batches read, malformed ones included
   std::atomic<uint64_t> batches_rejected{0};  // malformed batches
   std::atomic<uint64_t> streams_open{0};
-  std::atomic<uint64_t> events_invalid{0};  // events refused before reaching the machine
+  std::atomic<uint64_t> events_invalid{0};   // events refused before reaching the machine
   std::atomic<uint64_t> streams_refused{0};  // Ingest streams refused past --max_streams
 
   // Every event a stream carried, by kind and by the google.rpc.Code it was answered with (the
@@ -172,13 +173,23 @@ void FillBatchResult(const PreparedBatch& batch, absl::Span<const EventResult> r
 // The one writer: a thread that applies the prepared batches of every stream to the machine in
 // the order they were submitted, and hands each answer to its callback.
 //
-// Thread-safety: Submit may be called from any thread; `done` runs on the writer thread and
-// must not block (it queues a gRPC write).
+// With a write-ahead log (AttachLog), the writer takes every batch queued at once (a group),
+// writes their records with one write, applies them, and hands the answers to a second thread,
+// the syncer, which makes the group durable with one fdatasync (shared with the groups written
+// meanwhile) and only then calls their callbacks, in submission order. A group whose write
+// fails is answered UNAVAILABLE with the reason, and nothing of it is applied. So the machine
+// may be ahead of the disk, never the answers; the log stays in apply order.
+//
+// Thread-safety: Submit and SubmitTracking may be called from any thread; `done` runs on the
+// writer thread (the syncer thread with a log) and must not block (it queues a gRPC write).
 class IngestWriter {
  public:
   // Gets the answer, and the batch back (events cleared, definitions released) so that its
   // buffers can be reused for a later batch.
   using Done = std::function<void(v1::BatchResult, PreparedBatch)>;
+  // SetTracking's answer: OK with the tracking state after it and the pages given the early
+  // handle, or the log's UNAVAILABLE (then nothing changed).
+  using TrackingDone = std::function<void(absl::Status, bool tracking, uint64_t early_pages)>;
 
   IngestWriter(SharedMachine* machine, IngestCounters* counters);
   // Stop()s.
@@ -186,26 +197,59 @@ class IngestWriter {
   IngestWriter(const IngestWriter&) = delete;
   IngestWriter& operator=(const IngestWriter&) = delete;
 
+  // Logs every batch and SetTracking to `wal` from now on. REQUIRES: nothing submitted yet;
+  // `wal` outlives the writer's Stop.
+  void AttachLog(Wal* wal) ABSL_LOCKS_EXCLUDED(mu_);
+  bool logging() const { return wal_ != nullptr; }
+
   void Submit(PreparedBatch batch, Done done) ABSL_LOCKS_EXCLUDED(mu_);
+  // SetTracking(on, ts_ns) in the batches' order (and log).
+  void SubmitTracking(bool on, uint64_t ts_ns, TrackingDone done) ABSL_LOCKS_EXCLUDED(mu_);
   // Applies and answers what is queued, then ends the thread. A batch submitted afterwards is
   // applied on the caller's thread.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  struct Tracking {
+    bool on = false;
+    uint64_t ts_ns = 0;
+    TrackingDone done;
+  };
   struct Job {
     PreparedBatch batch;
     Done done;
+    std::optional<Tracking> tracking;  // a SetTracking instead of a batch
+  };
+  // An answer waiting for its record to be durable.
+  struct Ack {
+    Job job;
+    v1::BatchResult result;
+    absl::Status status;       // of a SetTracking
+    bool tracking_on = false;  // after a SetTracking
+    uint64_t early_pages = 0;
+    uint64_t durable_seq = 0;  // 0: nothing to wait for
   };
   void Run();
   void Process(Job& job);
+  // Applies job (which must be a batch or a SetTracking) and fills its answer.
+  void Apply(Job& job, Ack* ack);
+  // With a log: writes the group's records, applies it, queues the answers for the syncer.
+  void ProcessGroup(std::vector<Job>& jobs);
+  void SyncLoop();
+  // Makes the acks durable and answers them in order.
+  void Answer(std::vector<Ack>& acks);
 
   SharedMachine* const machine_;
   IngestCounters* const counters_;
+  Wal* wal_ = nullptr;
   absl::Mutex mu_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Ack> acks_ ABSL_GUARDED_BY(mu_);
+  bool syncer_stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
+  std::thread syncer_;
 };
 
 }  // namespace pageowner::server

@@ -8,6 +8,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/failpoints.h"
 #include "server/flags.h"
 #include "server/server.h"
 
@@ -41,6 +43,23 @@ ABSL_FLAG(std::string, max_grpc_memory, "1GiB",
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Address to serve Prometheus metrics (/metrics) and /healthz on over http, host:port "
           "(port 0 picks a free port; the chosen address is printed on stderr), or none.");
+ABSL_FLAG(std::string, data_dir, "",
+          "Directory to keep the machine in (a write-ahead log of every accepted batch), created "
+          "if missing; at start the machine is recovered from it. Empty: in memory only, lost on "
+          "exit.");
+ABSL_FLAG(std::string, fsync, "always",
+          "With --data_dir: always (a batch is answered only after its log record is on disk, "
+          "fdatasync; batches arriving meanwhile share one) or interval (answered once written to "
+          "the OS, fdatasync every --fsync_interval_ms: a crash of pageownerd loses nothing, a "
+          "power cut or kernel crash up to that much of acknowledged batches).");
+ABSL_FLAG(uint32_t, fsync_interval_ms, 1000,
+          "With --fsync=interval: ms between fdatasyncs, 1..60000.");
+ABSL_FLAG(std::string, wal_segment_bytes, "64MiB",
+          "Size of a log segment file before the next one is started (KiB, MiB, GiB suffixes).");
+ABSL_FLAG(std::string, wal_recovery, "strict",
+          "strict: refuse to start when the log is corrupt before its tail (a torn tail from a "
+          "crash is always cut and reported); truncate: drop the log from the first bad record "
+          "on, and say how much.");
 ABSL_FLAG(bool, tracking, true,
           "Start with page_owner tracking on (--notracking: off; SetTracking turns it on later and "
           "gives the pages allocated meanwhile the early handle).");
@@ -83,7 +102,12 @@ int main(int argc, char** argv) {
                               .max_streams = absl::GetFlag(FLAGS_max_streams),
                               .max_grpc_memory = absl::GetFlag(FLAGS_max_grpc_memory),
                               .tracking = absl::GetFlag(FLAGS_tracking),
-                              .metrics_listen = absl::GetFlag(FLAGS_metrics_listen)});
+                              .metrics_listen = absl::GetFlag(FLAGS_metrics_listen),
+                              .data_dir = absl::GetFlag(FLAGS_data_dir),
+                              .fsync = absl::GetFlag(FLAGS_fsync),
+                              .fsync_interval_ms = absl::GetFlag(FLAGS_fsync_interval_ms),
+                              .wal_segment_bytes = absl::GetFlag(FLAGS_wal_segment_bytes),
+                              .wal_recovery = absl::GetFlag(FLAGS_wal_recovery)});
   if (!options.ok()) return Fail(std::string(options.status().message()));
 
   // Block the signals in every thread (gRPC's start after this) and take them in one.
@@ -93,6 +117,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // A log write past RLIMIT_FSIZE must fail with EFBIG (and be answered UNAVAILABLE), not kill us.
+  signal(SIGXFSZ, SIG_IGN);
+  srv::InitFailpoints();
   absl::StatusOr<std::unique_ptr<srv::Server>> server = srv::Server::Create(*options);
   if (!server.ok()) {
     std::fprintf(stderr, "pageownerd: %s\n", std::string(server.status().message()).c_str());
@@ -105,6 +132,23 @@ int main(int argc, char** argv) {
     const std::string& address = options->metrics_listen_address;
     std::fprintf(stderr, "pageownerd: metrics on http://%s:%d/metrics\n",
                  address.substr(0, address.rfind(':')).c_str(), (*server)->metrics_port());
+  }
+  // After the listening line, which tests and tools read first.
+  if (const auto& recovery = (*server)->recovery(); recovery.has_value()) {
+    std::fprintf(stderr,
+                 "pageownerd: state in %s: recovered %llu log records (%llu bytes, %llu segments) "
+                 "in %.3f s; --fsync=%s\n",
+                 options->wal->dir.c_str(), static_cast<unsigned long long>(recovery->records),
+                 static_cast<unsigned long long>(recovery->bytes),
+                 static_cast<unsigned long long>(recovery->segments),
+                 absl::ToDoubleSeconds(recovery->duration),
+                 options->wal->fsync == srv::FsyncMode::kAlways ? "always" : "interval");
+    for (const std::string& note : recovery->notes) {
+      std::fprintf(stderr, "pageownerd: log tail cut: %s\n", note.c_str());
+    }
+  } else {
+    std::fprintf(stderr,
+                 "pageownerd: no --data_dir: the machine is in memory only and lost on exit\n");
   }
   std::thread waiter([&] {
     int signal = 0;

@@ -403,6 +403,7 @@ std::string MetricsExporter::Render() const {
   w.Sample("pageowner_owner_metadata_bytes", {}, uint64_t{s.metadata_bytes});
 
   rpcs_->AppendTo(&out);
+  if (wal_ != nullptr) wal_->AppendTo(&out);
 
   w.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
   w.Sample("process_resident_memory_bytes", {}, ResidentBytes());

@@ -25,6 +25,7 @@
 #include "grpcpp/support/server_interceptor.h"
 #include "server/ingest.h"
 #include "server/shared_machine.h"
+#include "server/wal.h"
 
 namespace pageowner::server {
 
@@ -89,6 +90,8 @@ class MetricsExporter {
 
   // The whole exposition, in the text format 0.0.4.
   std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Adds the write-ahead log's families (--data_dir); before serving. `wal` outlives this.
+  void AttachWal(const WalMetrics* wal) { wal_ = wal; }
 
  private:
   void RefreshMixedBlocks() ABSL_LOCKS_EXCLUDED(mu_);
@@ -97,6 +100,7 @@ class MetricsExporter {
   const IngestCounters* const ingest_;
   const RpcMetrics* const rpcs_;
   const double start_time_seconds_;
+  const WalMetrics* wal_ = nullptr;
 
   mutable absl::Mutex mu_;
   std::array<uint64_t, kNumMigrateTypes> mixed_blocks_ ABSL_GUARDED_BY(mu_){};

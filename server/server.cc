@@ -47,6 +47,9 @@ struct Server::Impl {
 
   const ServerOptions options;
   SharedMachine machine;
+  // The log outlives the service, whose writer answers through it until it stops.
+  std::unique_ptr<Wal> wal;
+  std::optional<WalRecoveryReport> recovery;
   PageOwnerService service;
   // Destroyed in reverse order: the metrics endpoint first, then the gRPC server, whose calls
   // feed rpc_metrics until it is gone.
@@ -68,6 +71,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     return absl::InvalidArgumentError("max_batch_events must be at least 1");
   }
   auto impl = std::make_unique<Impl>(options);
+  if (options.wal.has_value()) {
+    // Replayed before the port opens: nothing is served from a half-recovered machine.
+    WalRecoveryReport report;
+    absl::StatusOr<std::unique_ptr<Wal>> wal = impl->machine.Write(
+        [&](Machine& m) { return Wal::Open(*options.wal, options.machine, &m, &report); });
+    if (!wal.ok()) return wal.status();
+    impl->wal = std::move(*wal);
+    impl->recovery = std::move(report);
+    impl->service.AttachLog(impl->wal.get());
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -99,6 +112,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   if (!options.metrics_listen_address.empty()) {
     impl->exporter = std::make_unique<MetricsExporter>(&impl->machine, &impl->service.counters(),
                                                        &impl->rpc_metrics);
+    if (impl->wal != nullptr) impl->exporter->AttachWal(&impl->wal->metrics());
     Impl* raw = impl.get();
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
         MetricsHttpServer::Start(options.metrics_listen_address, impl->exporter.get(),
@@ -124,6 +138,8 @@ Server::~Server() {
 }
 
 int Server::bound_port() const { return impl_->port; }
+
+const std::optional<WalRecoveryReport>& Server::recovery() const { return impl_->recovery; }
 
 int Server::metrics_port() const {
   return impl_->metrics_http != nullptr ? impl_->metrics_http->port() : 0;

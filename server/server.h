@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "core/machine.h"
 #include "server/limits.h"
+#include "server/wal.h"
 
 namespace pageowner::server {
 
@@ -28,6 +30,9 @@ struct ServerOptions {
   // host:port of the http endpoint serving /metrics and /healthz (port 0: any free port, see
   // metrics_port()); empty: none.
   std::string metrics_listen_address;
+  // --data_dir and the log's options: state kept there and recovered from it at start; unset:
+  // in memory only.
+  std::optional<WalOptions> wal;
 };
 
 // Thread-safety: every method may be called from any thread; Shutdown and Wait typically from
@@ -49,6 +54,8 @@ class Server {
   std::string listening_address() const;
   // The port /metrics is served on; 0 when metrics are off.
   int metrics_port() const;
+  // What recovery from --data_dir found and did; empty without a data dir.
+  const std::optional<WalRecoveryReport>& recovery() const;
 
   // Graceful shutdown: the health service turns NOT_SERVING and /healthz answers 503 (until the
   // Server is destroyed, which stops the metrics endpoint); new Ingest and ListPages streams

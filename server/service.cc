@@ -136,6 +136,17 @@ grpc::ServerUnaryReactor* PageOwnerService::SetTracking(grpc::CallbackServerCont
                                                         const v1::SetTrackingRequest* request,
                                                         v1::SetTrackingResponse* response) {
   const uint64_t ts = request->ts_ns() != 0 ? request->ts_ns() : NowNs();
+  if (writer_.logging()) {
+    // Logged in the batches' order, answered once durable.
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    writer_.SubmitTracking(request->on(), ts,
+                           [reactor, response](absl::Status s, bool on, uint64_t early) {
+                             response->set_tracking(on);
+                             response->set_early_pages(early);
+                             reactor->Finish(wire::ToGrpcStatus(s));
+                           });
+    return reactor;
+  }
   machine_->Write([&](Machine& m) {
     const uint64_t before = m.counters().early_handle_pages;
     m.SetTracking(request->on(), ts);

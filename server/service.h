@@ -104,6 +104,8 @@ class PageOwnerService final : public PageOwnerServiceBase {
   // Shutdown, last step, once the gRPC server has stopped: answers what is queued and ends the
   // writer thread.
   void StopWriter() { writer_.Stop(); }
+  // Logs every batch and SetTracking to `wal` (IngestWriter::AttachLog); before serving.
+  void AttachLog(Wal* wal) { writer_.AttachLog(wal); }
 
   const IngestCounters& counters() const { return counters_; }
 

@@ -188,6 +188,41 @@ struct Wal::Segment {
   }
 };
 
+void WalMetrics::AppendTo(std::string* out) const {
+  const auto family = [out](std::string_view name, std::string_view type, std::string_view help) {
+    absl::StrAppend(out, "# HELP ", Sv(name), " ", Sv(help), "\n# TYPE ", Sv(name), " ", Sv(type),
+                    "\n");
+  };
+  const auto load = [](const std::atomic<uint64_t>& v) {
+    return v.load(std::memory_order_relaxed);
+  };
+  family("pageowner_wal_bytes", "gauge", "Bytes of write-ahead log on disk, all segments.");
+  absl::StrAppend(out, "pageowner_wal_bytes ", load(bytes), "\n");
+  family("pageowner_wal_segments", "gauge", "Write-ahead log segment files.");
+  absl::StrAppend(out, "pageowner_wal_segments ", load(segments), "\n");
+  family("pageowner_wal_records_total", "counter", "Log records written since start.");
+  absl::StrAppend(out, "pageowner_wal_records_total ", load(records), "\n");
+  family("pageowner_wal_write_errors_total", "counter",
+         "Log writes that failed (their batches were answered UNAVAILABLE).");
+  absl::StrAppend(out, "pageowner_wal_write_errors_total ", load(write_errors), "\n");
+  family("pageowner_wal_truncated_tails_total", "counter",
+         "Torn or garbage log tails cut at the last start.");
+  absl::StrAppend(out, "pageowner_wal_truncated_tails_total ", load(truncated_tails), "\n");
+  family("pageowner_wal_recovery_seconds", "gauge", "Time the last start took to replay the log.");
+  absl::StrAppend(out, "pageowner_wal_recovery_seconds ", load(recovery_ns) / 1e9, "\n");
+  family("pageowner_wal_fsync_duration_seconds", "histogram", "fdatasync of the log.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kFsyncBuckets.size(); ++i) {
+    cumulative += load(fsync_buckets[i]);
+    absl::StrAppend(out, "pageowner_wal_fsync_duration_seconds_bucket{le=\"", kFsyncBuckets[i],
+                    "\"} ", cumulative, "\n");
+  }
+  cumulative += load(fsync_buckets[kFsyncBuckets.size()]);
+  absl::StrAppend(out, "pageowner_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} ", cumulative,
+                  "\npageowner_wal_fsync_duration_seconds_sum ", load(fsync_ns) / 1e9,
+                  "\npageowner_wal_fsync_duration_seconds_count ", load(fsync_count), "\n");
+}
+
 WalGeometry WalGeometry::Of(const MachineOptions& o) {
   return WalGeometry{.pages = o.pages.raw(),
                      .stack_depth = static_cast<uint32_t>(o.stack_depth),

@@ -79,6 +79,9 @@ struct WalMetrics {
   std::atomic<uint64_t> fsync_ns{0};
   std::atomic<uint64_t> truncated_tails{0};
   std::atomic<uint64_t> recovery_ns{0};
+
+  // The pageowner_wal_* families, in the Prometheus text format 0.0.4.
+  void AppendTo(std::string* out) const;
 };
 
 // The geometry a log was written for; replaying into another machine would give another state.

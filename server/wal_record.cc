@@ -1,6 +1,7 @@
 #include "server/wal_record.h"
 
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <utility>
 #include <variant>
@@ -18,6 +19,9 @@ constexpr uint32_t kNoStack = 0xffffffffu;
 constexpr uint8_t kNoMigratetype = 0xff;
 
 enum Kind : uint8_t { kAlloc = 0, kFree = 1, kMigrate = 2, kImport = 3 };
+// An event's flags word: AllocEvent/FreeEvent::trusted and AllocEvent::early.
+constexpr uint32_t kWalTrusted = 1;
+constexpr uint32_t kWalEarly = 2;
 
 template <typename T>
 void Put(std::string* out, T v) {
@@ -122,7 +126,7 @@ void AppendBatchRecord(uint64_t seq, absl::Span<const Event> events,
           using T = std::decay_t<decltype(e)>;
           if constexpr (std::is_same_v<T, AllocEvent>) {
             Put<uint8_t>(&body, kAlloc);
-            Put<uint32_t>(&body, 0);  // flags
+            Put<uint32_t>(&body, (e.trusted ? kWalTrusted : 0u) | (e.early ? kWalEarly : 0u));
             Put<uint32_t>(&body, e.order.raw());
             Put<uint32_t>(&body, e.gfp_mask);
             Put<uint32_t>(&body, stacks.Index(e.frames));
@@ -133,7 +137,7 @@ void AppendBatchRecord(uint64_t seq, absl::Span<const Event> events,
             Put<uint64_t>(&body, e.pfn.has_value() ? e.pfn->raw() : 0);
           } else if constexpr (std::is_same_v<T, FreeEvent>) {
             Put<uint8_t>(&body, kFree);
-            Put<uint32_t>(&body, 0);
+            Put<uint32_t>(&body, e.trusted ? kWalTrusted : 0u);
             Put<uint64_t>(&body, e.pfn.raw());
             Put<uint32_t>(&body, e.order.raw());
             Put<uint32_t>(&body, stacks.Index(e.frames));
@@ -224,37 +228,32 @@ absl::StatusOr<WalRecordHeader> PeekRecord(std::string_view payload) {
   return h;
 }
 
-absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* names) {
+absl::Status DecodeRecord(std::string_view payload, WalRecord* out) {
+  *out = WalRecord();
   Cursor c(payload);
-  uint8_t type = 0;
-  uint64_t seq = 0;
-  if (!c.Get(&type) || !c.Get(&seq)) return Bad(c, "short header");
+  uint8_t& type = out->type;
+  if (!c.Get(&type) || !c.Get(&out->seq)) return Bad(c, "short header");
   if (type == kWalTrackingRecord) {
     uint8_t on = 0;
-    uint64_t ts = 0;
-    if (!c.Get(&on) || !c.Get(&ts) || on > 1 || !c.done()) return Bad(c, "tracking record");
-    machine->SetTracking(on == 1, ts);
+    if (!c.Get(&on) || !c.Get(&out->tracking_ts_ns) || on > 1 || !c.done()) {
+      return Bad(c, "tracking record");
+    }
+    out->tracking_on = on == 1;
     return absl::OkStatus();
   }
   if (type != kWalBatchRecord) return Bad(c, absl::StrCat("unknown record type ", type));
 
   uint32_t n_names = 0;
   if (!c.Get(&n_names)) return Bad(c, "name count");
-  SymbolTable& symbols = machine->symbols();
   for (uint32_t i = 0; i < n_names; ++i) {
     uint64_t ip = 0;
     std::string_view name;
     if (!c.Get(&ip) || !c.GetString(&name) || name.empty()) return Bad(c, "name");
-    // A synthetic address is derived from its name; probing past collisions depends on the
-    // order names came in, so name the address directly when the derivation differs.
-    if (ip < SymbolTable::kSyntheticBase || symbols.SyntheticAddress(name) != ip) {
-      symbols.Register(ip, name);
-    }
-    if (names != nullptr) names->Add(ip);
+    out->names.emplace_back(ip, std::string(name));
   }
   uint32_t n_stacks = 0;
   if (!c.Get(&n_stacks)) return Bad(c, "stack count");
-  std::vector<std::vector<uint64_t>> stacks;
+  std::vector<std::vector<uint64_t>>& stacks = out->stacks;
   stacks.reserve(std::min<uint32_t>(n_stacks, 1 << 16));
   for (uint32_t i = 0; i < n_stacks; ++i) {
     uint32_t n = 0;
@@ -274,13 +273,16 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
   };
   uint32_t n_events = 0;
   if (!c.Get(&n_events)) return Bad(c, "event count");
-  std::string comm_copy;
-  PrintedExtras extras;
+  // Kept strings move with the deque's growth no more than the frames do.
+  const auto keep = [out](std::string_view s) -> std::string_view {
+    return out->strings.emplace_back(s);
+  };
   for (uint32_t i = 0; i < n_events; ++i) {
     uint8_t kind = 0;
     uint32_t flags = 0;
     uint32_t stack_index = 0;
     if (!c.Get(&kind) || !c.Get(&flags)) return Bad(c, "event header");
+    out->flags.push_back(flags);
     switch (kind) {
       case kAlloc: {
         AllocEvent e;
@@ -293,8 +295,11 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
           return Bad(c, "alloc event");
         }
         e.order = Order(order);
+        e.comm = keep(e.comm);
         if (has_pfn) e.pfn = Pfn(pfn);
-        machine->Apply(e);
+        e.trusted = (flags & kWalTrusted) != 0;
+        e.early = (flags & kWalEarly) != 0;
+        out->events.emplace_back(e);
         break;
       }
       case kFree: {
@@ -308,7 +313,8 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
         }
         e.pfn = Pfn(pfn);
         e.order = Order(order);
-        machine->Apply(e);
+        e.trusted = (flags & kWalTrusted) != 0;
+        out->events.emplace_back(e);
         break;
       }
       case kMigrate: {
@@ -324,7 +330,7 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
         e.pfn = Pfn(pfn);
         e.reason = static_cast<MigrateReason>(reason);
         if (has_target) e.target = Pfn(target);
-        machine->Apply(e);
+        out->events.emplace_back(e);
         break;
       }
       case kImport: {
@@ -341,6 +347,7 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
         }
         e.pfn = Pfn(pfn);
         e.order = Order(order);
+        e.comm = keep(e.comm);
         e.last_migrate_reason = static_cast<MigrateReason>(reason);
         if (mt != kNoMigratetype) {
           if (mt >= kNumMigrateTypes) return Bad(c, "import migratetype");
@@ -349,6 +356,7 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
         if (has_extras) {
           std::string_view flags_text, gfp_names, memcg;
           uint8_t slab = 0;
+          PrintedExtras& extras = out->extras.emplace_back();
           if (!c.Get(&extras.page_flags) || !c.GetString(&flags_text) || !c.GetString(&gfp_names) ||
               !c.Get(&slab) || !c.GetString(&memcg)) {
             return Bad(c, "import extras");
@@ -359,7 +367,7 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
           extras.memcg = memcg;
           e.extras = &extras;
         }
-        machine->Apply(e);
+        out->events.emplace_back(e);
         break;
       }
       default:
@@ -367,6 +375,26 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
     }
   }
   if (!c.done()) return Bad(c, "trailing bytes");
+  return absl::OkStatus();
+}
+
+absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* names) {
+  WalRecord r;
+  if (absl::Status s = DecodeRecord(payload, &r); !s.ok()) return s;
+  if (r.type == kWalTrackingRecord) {
+    machine->SetTracking(r.tracking_on, r.tracking_ts_ns);
+    return absl::OkStatus();
+  }
+  SymbolTable& symbols = machine->symbols();
+  for (const auto& [ip, name] : r.names) {
+    // A synthetic address is derived from its name; probing past collisions depends on the
+    // order names came in, so name the address directly when the derivation differs.
+    if (ip < SymbolTable::kSyntheticBase || symbols.SyntheticAddress(name) != ip) {
+      symbols.Register(ip, name);
+    }
+    if (names != nullptr) names->Add(ip);
+  }
+  for (const Event& e : r.events) machine->Apply(e);
   return absl::OkStatus();
 }
 

@@ -17,8 +17,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -66,6 +69,22 @@ struct WalRecordHeader {
 };
 // kDataLoss when the payload is too short or of an unknown type.
 absl::StatusOr<WalRecordHeader> PeekRecord(std::string_view payload);
+
+// A record decoded; it owns the frames, comms and printed extras its events point into.
+struct WalRecord {
+  uint8_t type = 0;
+  uint64_t seq = 0;
+  bool tracking_on = false;  // a tracking record's
+  uint64_t tracking_ts_ns = 0;
+  std::vector<std::pair<uint64_t, std::string>> names;  // frames named first by this record
+  std::vector<Event> events;
+  std::vector<uint32_t> flags;  // one a event
+  std::vector<std::vector<uint64_t>> stacks;
+  std::deque<std::string> strings;
+  std::deque<PrintedExtras> extras;
+};
+// Decodes `payload` (CRC already checked). kDataLoss when it does not decode.
+absl::Status DecodeRecord(std::string_view payload, WalRecord* out);
 
 // Applies the record `payload` (CRC already checked) to `machine`: names its frames, then
 // applies its events or its SetTracking in order. Adds the named addresses to *names when not
