@@ -418,12 +418,15 @@ TaskId Session::Resolve(const TaskRef& ref) {
 uint64_t Session::Alloc(const AllocSpec& e) {
   return Add(v1::EVENT_KIND_ALLOC, e.order.raw(), e.pfn ? e.pfn->raw() : 0, 0, e.gfp_mask,
              Resolve(e.stack), Resolve(e.task), e.ts_ns, v1::MIGRATE_REASON_NONE,
-             e.pfn ? uint32_t{v1::EVENT_FLAG_AT_PFN} : 0u);
+             (e.pfn ? uint32_t{v1::EVENT_FLAG_AT_PFN} : 0u) |
+                 (e.trusted ? uint32_t{v1::EVENT_FLAG_TRUSTED} : 0u) |
+                 (e.early ? uint32_t{v1::EVENT_FLAG_EARLY} : 0u));
 }
 
 uint64_t Session::Free(const FreeSpec& e) {
   return Add(v1::EVENT_KIND_FREE, e.order.raw(), e.pfn.raw(), 0, 0, Resolve(e.stack),
-             Resolve(e.task), e.ts_ns, v1::MIGRATE_REASON_NONE, 0);
+             Resolve(e.task), e.ts_ns, v1::MIGRATE_REASON_NONE,
+             e.trusted ? uint32_t{v1::EVENT_FLAG_TRUSTED} : 0u);
 }
 
 uint64_t Session::Migrate(const MigrateSpec& e) {

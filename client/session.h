@@ -120,15 +120,22 @@ struct AllocSpec {
   TaskRef task;
   uint64_t ts_ns = 0;
   std::optional<Pfn> pfn;  // place the block exactly here; unset: the allocator chooses
+  // EVENT_FLAG_TRUSTED: a real machine's allocation, applied over what the daemon believes.
+  bool trusted = false;
+  // EVENT_FLAG_EARLY: attach; the block at `pfn` (required) gets the early handle; `stack`,
+  // `task` and `gfp_mask` may be left empty.
+  bool early = false;
 };
 
-// A free of the block headed by `pfn`; `order` must be the block's order.
+// A free of the block headed by `pfn`; `order` must be the block's order (unless trusted).
 struct FreeSpec {
   Pfn pfn;
   Order order;
   StackRef stack;  // the free stack; none is allowed
   TaskRef task;
   uint64_t ts_ns = 0;
+  // EVENT_FLAG_TRUSTED: a real machine's free, applied over what the daemon believes.
+  bool trusted = false;
 };
 
 // A migration of the block headed by `pfn` to a new block (at `target` when set).

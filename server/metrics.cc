@@ -397,6 +397,23 @@ std::string MetricsExporter::Render() const {
   w.Family("pageowner_early_pages_total", "counter",
            "Pages given the early handle when tracking was turned on.");
   w.Sample("pageowner_early_pages_total", {}, s.counters.early_handle_pages);
+  w.Family("pageowner_repaired_events_total", "counter",
+           "Trusted events (a real machine's) that found the daemon's picture wrong: alloc "
+           "(over allocated pages, freed implicitly), free (not of exactly one allocated block), "
+           "free_of_free (a range already free: OK, nothing changed).");
+  w.Sample("pageowner_repaired_events_total", {{"kind", "alloc"}}, s.counters.repaired_allocs);
+  w.Sample("pageowner_repaired_events_total", {{"kind", "free"}}, s.counters.repaired_frees);
+  w.Sample("pageowner_repaired_events_total", {{"kind", "free_of_free"}},
+           s.counters.ignored_frees);
+  w.Family("pageowner_implied_frees_total", "counter",
+           "Blocks, or parts of blocks, freed implicitly by trusted allocations over them.");
+  w.Sample("pageowner_implied_frees_total", {}, s.counters.implied_frees);
+  w.Family("pageowner_implied_freed_pages_total", "counter",
+           "Pages of the blocks freed implicitly by trusted allocations.");
+  w.Sample("pageowner_implied_freed_pages_total", {}, s.counters.implied_freed_pages);
+  w.Family("pageowner_split_blocks_total", "counter",
+           "Allocated blocks cut by a trusted event, their rest kept allocated.");
+  w.Sample("pageowner_split_blocks_total", {}, s.counters.split_blocks);
   w.Family("pageowner_owner_metadata_bytes", "gauge",
            "Heap bytes of the owner metadata: page records, allocator state, depot, contexts, "
            "symbols.");

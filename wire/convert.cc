@@ -274,6 +274,12 @@ void MachineStatsToProto(const Machine& m, v1::Stats* r) {
   r->set_frees(c.frees);
   r->set_migrates(c.migrates);
   r->set_rejected(c.rejected);
+  r->set_repaired_allocs(c.repaired_allocs);
+  r->set_repaired_frees(c.repaired_frees);
+  r->set_ignored_frees(c.ignored_frees);
+  r->set_implied_frees(c.implied_frees);
+  r->set_implied_freed_pages(c.implied_freed_pages);
+  r->set_split_blocks(c.split_blocks);
   const size_t bytes = m.MemoryUsage().total();
   r->set_metadata_bytes(bytes);
   r->set_metadata_bytes_per_page(static_cast<double>(bytes) /

@@ -183,7 +183,7 @@ TEST_F(IngestStreamTest, BadEventsFailAlone) {
       .Alloc(0, 0)                                                // no stack
       .Migrate(4, v1::MIGRATE_REASON_NONE)                        // no reason
       .Event(v1::EVENT_KIND_MIGRATE, 0, 4, 0, 0, 0, 0, 0, 11, 0)  // unknown reason
-      .Event(v1::EVENT_KIND_ALLOC, 0, 0, 0, 0, 1, 0, 0, 0, 4)     // unknown flag
+      .Event(v1::EVENT_KIND_ALLOC, 0, 0, 0, 0, 1, 0, 0, 0, 16)    // unknown flag
       .Alloc(0, 1);
   ASSERT_TRUE(stream_.Prepare(b.batch(), &out_).ok());
   ASSERT_EQ(out_.prechecked.size(), 5u);
@@ -201,6 +201,42 @@ TEST_F(IngestStreamTest, BadEventsFailAlone) {
             "an allocation needs at least one frame");
   EXPECT_EQ(machine.Apply(out_.events[1]).status.message(),
             "a migration needs a reason (it is none)");
+}
+
+TEST_F(IngestStreamTest, TrustedAndEarlyFlagsReachTheMachine) {
+  BatchBuilder b;
+  const uint32_t trusted = v1::EVENT_FLAG_TRUSTED;
+  const uint32_t at = v1::EVENT_FLAG_AT_PFN;
+  const uint32_t early = v1::EVENT_FLAG_EARLY;
+  b.Stack(1, std::vector<uint64_t>{1})
+      .Event(v1::EVENT_KIND_ALLOC, 3, 64, 0, 0, 0, 0, 9, 0, at | trusted | early)
+      .Event(v1::EVENT_KIND_ALLOC, 0, 66, 0, 0, 1, 0, 10, 0, at | trusted)
+      .Event(v1::EVENT_KIND_FREE, 0, 65, 0, 0, 0, 0, 11, 0, trusted)
+      .Event(v1::EVENT_KIND_FREE, 0, 200, 0, 0, 0, 0, 12, 0, trusted)
+      .Event(v1::EVENT_KIND_ALLOC, 0, 0, 0, 0, 0, 0, 0, 0, early);  // early needs AT_PFN
+  ASSERT_TRUE(stream_.Prepare(b.batch(), &out_).ok());
+  ASSERT_EQ(out_.events.size(), 5u);
+  for (const absl::Status& s : out_.prechecked) EXPECT_TRUE(s.ok()) << s;
+  const AllocEvent& e0 = std::get<AllocEvent>(out_.events[0]);
+  EXPECT_TRUE(e0.trusted);
+  EXPECT_TRUE(e0.early);
+  EXPECT_EQ(e0.pfn, Pfn(64));
+  EXPECT_TRUE(std::get<AllocEvent>(out_.events[1]).trusted);
+  EXPECT_FALSE(std::get<AllocEvent>(out_.events[1]).early);
+  EXPECT_TRUE(std::get<FreeEvent>(out_.events[2]).trusted);
+
+  MachineOptions options;
+  options.pages = PageCount(4096);
+  Machine machine(options);
+  EXPECT_EQ(machine.Apply(out_.events[0]).handle, machine.early_handle());
+  EXPECT_TRUE(machine.Apply(out_.events[1]).status.ok());  // splits the early block
+  EXPECT_TRUE(machine.Apply(out_.events[2]).status.ok());  // a part of the early block
+  EXPECT_TRUE(machine.Apply(out_.events[3]).status.ok());  // a free page: ignored
+  EXPECT_EQ(machine.Apply(out_.events[4]).status.message(), "an early block needs a pfn");
+  EXPECT_EQ(machine.counters().repaired_allocs, 1u);
+  EXPECT_EQ(machine.counters().split_blocks, 2u);
+  EXPECT_EQ(machine.counters().repaired_frees, 1u);
+  EXPECT_EQ(machine.counters().ignored_frees, 1u);
 }
 
 TEST_F(IngestStreamTest, DefinitionsLastAcrossBatchesAndSurviveRedefinition) {
