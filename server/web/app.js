@@ -48,7 +48,7 @@ const FREE_RGB = [232, 232, 232];
 const EARLY_RGB = [150, 150, 150];
 const DEPOT_RGB = [25, 25, 25];
 const FAILURE_RGB = [255, 0, 255];
-const DIM_RGB = [205, 205, 205];
+const dim = (rgb) => rgb.map((c) => Math.round(c + (255 - c) * 0.75));
 const MT_RGB = [[214, 39, 40], [44, 160, 44], [31, 119, 180], [255, 127, 14], [148, 103, 189],
                 [140, 86, 75]];
 const ORDER_RGB = [[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
@@ -190,7 +190,7 @@ function drawMap() {
     let rgb = cache.get(value);
     if (!rgb) { rgb = colorOf(value); cache.set(value, rgb); }
     if (state.highlight && m.coloring === 0 && value !== FREE && !state.highlight.has(value)) {
-      rgb = DIM_RGB;
+      rgb = dim(rgb);  // other stacks stay visible, washed out towards white
     }
     const [x0, y0] = cellRect(i);
     for (let y = y0; y < y0 + v.px; y++) {
@@ -201,6 +201,8 @@ function drawMap() {
     }
   }
   ctx.putImageData(img, 0, 0);
+  // The cells as the canvas holds them before the frames are stroked over them (for the probe).
+  state.cellPixels = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
   // Mixed pageblocks: a red frame around the pageblock (its rows when cells are pages).
   ctx.strokeStyle = "rgba(230,0,0,0.9)";
   ctx.lineWidth = 1;
@@ -438,15 +440,14 @@ function drawLegend() {
 }
 
 // ---- what tests read back: the map's cells, and the colors drawn for the selected page's
-// stack, read from the canvas ----
+// stack, read from the canvas (before the red and black frames are stroked over it) ----
 
 function writeProbe() {
   const m = state.map, v = state.view;
   const probe = { cells: m.ncells, pages_per_cell: m.cell, start: m.start, end: m.end,
                   mixed: m.mixed.length, refreshes: state.refreshes };
   if (state.selectedPfn !== null && m.coloring === 0 && v.cell === 1) {
-    const ctx = $("map").getContext("2d");
-    const img = ctx.getImageData(0, 0, $("map").width, $("map").height).data;
+    const img = state.cellPixels;
     const drawn = (i) => {
       const [x, y] = cellRect(i);
       const p = ((y + (v.px >> 1)) * $("map").width + x + (v.px >> 1)) * 4;

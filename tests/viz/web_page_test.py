@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """The web page in a real browser: Debian's chromium, headless, against a real pageownerd.
 
-Loads a known workload (the first-session sample, tests/viz/workload.py's two phases and a
-seeded synthetic load), opens /?pfn=0x2010 (a page of workload stack C) with --dump-dom after a
+Loads a known workload (the first-session sample, a seeded synthetic load, then
+tests/viz/workload.py's two phases), opens /?pfn=0xff10 (a page of workload stack C) with --dump-dom after a
 virtual time budget, and checks what the page wrote into its DOM:
-  - the map has one cell a page (16384 cells for 64 MiB);
-  - the text shown for the pfn equals `pageowner page 0x2010` byte for byte;
+  - the map has one cell a page (65536 cells for 256 MiB);
+  - the text shown for the pfn equals `pageowner page 0xff10` byte for byte;
   - the selected page's stack color is the one its content id gives (computed here again),
     and every page of that stack is drawn in that color, read back from the canvas;
   - the top-stacks table equals `pageowner stacks --sort pages` (frames and pages, in order)
@@ -108,7 +108,7 @@ def main():
         print("SKIP: %s is missing (deploy/install-deps.sh installs chromium)" % CHROMIUM)
         return 77
     tmp = tempfile.mkdtemp(prefix="web_page_test.")
-    daemon = subprocess.Popen([a.pageownerd, "--listen=127.0.0.1:0", "--memory=64MiB",
+    daemon = subprocess.Popen([a.pageownerd, "--listen=127.0.0.1:0", "--memory=256MiB",
                                "--metrics_listen=127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
     try:
         grpc_addr = re.search(r"listening on (\S+)", daemon.stderr.readline()).group(1)
@@ -121,21 +121,22 @@ def main():
                 http = m.group(1)
         cli = [a.pageowner, "--server=" + grpc_addr]
         run(cli + ["replay", a.sample])
+        # The synthetic load before the workload: it frees blocks it did not allocate.
+        run(cli + ["load", "--events", "6000", "--stacks", "40", "--fill", "0.5", "--seed", "5"])
         for i, text in enumerate((workload.phase1(), workload.phase2())):
             p = os.path.join(tmp, "w%d.jsonl" % i)
             open(p, "w").write(text)
             run(cli + ["replay", p])
-        run(cli + ["load", "--events", "6000", "--stacks", "40", "--fill", "0.5", "--seed", "5"])
 
-        pfn = 0x2010
+        pfn = 0xff10
         dom = chromium(os.path.join(tmp, "profile"), "--virtual-time-budget=15000",
                        "--dump-dom", "%s/?pfn=%d&live=0" % (http, pfn))
         g = Grab()
         g.feed(dom)
         assert 'data-ready="1"' in dom, dom[:2000]
         probe = json.loads(g.text["probe"])
-        assert probe["cells"] == 16384 and probe["pages_per_cell"] == 1, probe
-        assert g.attrs_of["map"]["data-cells"] == "16384"
+        assert probe["cells"] == 65536 and probe["pages_per_cell"] == 1, probe
+        assert g.attrs_of["map"]["data-cells"] == "65536"
 
         expected_text = run(cli + ["page", hex(pfn)])
         assert g.text["page-text"] == expected_text, (g.text["page-text"], expected_text)
@@ -143,7 +144,7 @@ def main():
         sel = probe["selected"]
         assert sel["pfn"] == pfn
         stack_c = run(cli + ["stack", str(sel["handle"])])
-        assert [strip for strip in re.findall(r"^ (\S+)$", stack_c, re.M)] == workload.STACK_C
+        assert re.findall(r"^ (\S+)$", stack_c, re.M) == workload.STACK_C, stack_c
         content_id = re.search(r"^content_id: (0x[0-9a-f]+)$", stack_c, re.M)
         content_id = content_id.group(1) if content_id else sel["content_id"]
         assert int(sel["content_id"], 16) == int(content_id, 16), (sel, content_id)

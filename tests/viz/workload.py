@@ -1,7 +1,7 @@
 """A small known workload for the pprof and web page tests: JSON lines for `pageowner replay`.
 
 phase1(): stack A 10 x order 0 (pid 100 "alpha"), stack B 5 x order 2 (pid 200 "beta",
-movable), stack C 3 x order 3 at 0x2000, 0x2008, 0x2010 (pid 300 "gamma") of which 0x2008 is
+movable), stack C 3 x order 3 at 0xff00, 0xff08, 0xff10 (pid 300 "gamma") of which 0xff08 is
 freed again. phase2(): stack D 7 x order 1 (pid 400 "delta") and 4 more of stack A: 18 pages
 more in 11 blocks.
 """
@@ -31,9 +31,9 @@ def phase1():
         lines.append(alloc(STACK_A, 0, 100, "alpha", ts=1000000 + i))
     for i in range(5):
         lines.append(alloc(STACK_B, 2, 200, "beta", gfp="GFP_HIGHUSER_MOVABLE", ts=2000000 + i))
-    for pfn in (0x2000, 0x2008, 0x2010):
+    for pfn in (0xff00, 0xff08, 0xff10):
         lines.append(alloc(STACK_C, 3, 300, "gamma", pfn=pfn, ts=3000000))
-    lines.append(json.dumps({"kind": "free", "pfn": "0x2008", "order": 3, "pid": 300,
+    lines.append(json.dumps({"kind": "free", "pfn": "0xff08", "order": 3, "pid": 300,
                              "comm": "gamma", "ts_ns": 3000001}))
     return "\n".join(lines) + "\n"
 
