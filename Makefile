@@ -25,8 +25,10 @@ test: build
 	  grep -vE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* +Passed +[0-9.]+ sec$$|^ *Start +[0-9]+: " ; \
 	  exit $${PIPESTATUS[0]}
 
+# `make run ARGS="--memory=1GiB --tracking=false"`: ARGS go to pageownerd after the defaults.
+ARGS ?=
 run: build
-	$(BUILD_DIR)/bin/pageownerd --data_dir=$(BUILD_DIR)/pageownerd-data
+	$(BUILD_DIR)/bin/pageownerd --data_dir=$(BUILD_DIR)/pageownerd-data $(ARGS)
 
 # The long kill -9 / power-cut run of issue 12 (`make test` runs 20 cycles).
 CYCLES ?= 1000

@@ -49,6 +49,9 @@ class Client {
   absl::StatusOr<v1::SortResponse> SortPages(const v1::SortRequest& request);
   // `ts_ns` 0: the daemon's clock stamps the early pages.
   absl::StatusOr<v1::SetTrackingResponse> SetTracking(bool on, uint64_t ts_ns = 0);
+  // Admin: empties the daemon's machine. Errors: kFailedPrecondition while ingest streams are
+  // open or the daemon keeps a write-ahead log.
+  absl::StatusOr<v1::ResetResponse> Reset();
   // The gzipped pprof heap profile. Errors: kInvalidArgument for an order above 10.
   absl::StatusOr<v1::GetProfileResponse> GetProfile(const v1::GetProfileRequest& request);
 

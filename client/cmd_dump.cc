@@ -71,10 +71,12 @@ int RunDump(client::Client& client, Io io, DumpFormat format) {
       AppendPageOwnerBlock(client::ToPageOwner(record, &extras), it->second, symbols, format,
                            out.buf());
       out.MaybeFlush();
+      if (!out.ok()) return false;  // a full disk or a closed pipe: stop reading
     }
     return true;
   });
   out.Flush();
+  if (!out.ok()) return FinishOutput(io, kExitOk);
   if (!fetch_error.ok()) return ServerError(io, fetch_error);
   if (!status.ok()) return ServerError(io, status);
   return kExitOk;

@@ -1,6 +1,9 @@
 // `pageowner load --events N ...`: a synthetic workload (core/workload.h) on one ingest stream,
 // ending with its events per second.
+#include <signal.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -8,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -21,6 +26,55 @@ namespace pageowner::cli {
 namespace {
 
 using client::Session;
+
+// Set by SIGINT while a load runs: the loop stops sending, waits for the answers of what it sent
+// and prints the summary.
+volatile std::sig_atomic_t interrupted = 0;
+extern "C" void OnInterrupt(int /*signal*/) { interrupted = 1; }
+
+// SIGINT goes to OnInterrupt while this lives; the previous action comes back after.
+class InterruptScope {
+ public:
+  InterruptScope() {
+    interrupted = 0;
+    struct sigaction action = {};
+    action.sa_handler = OnInterrupt;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &previous_);
+  }
+  ~InterruptScope() { sigaction(SIGINT, &previous_, nullptr); }
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+
+ private:
+  struct sigaction previous_ = {};
+};
+
+// The daemon's allocated blocks that a workload may free: all but the depot's own pools (the
+// dummy handle) and the early pages (one record a page of a block allocated untracked). Returns
+// the pages adopted; the rest of the daemon's allocated pages stay as they are.
+absl::StatusOr<uint64_t> AdoptAllocatedBlocks(client::Client& client, Workload* workload) {
+  absl::flat_hash_set<uint32_t> special;  // handles of register_dummy_stack, register_early_stack
+  uint64_t adopted = 0;
+  v1::ListPagesRequest request;
+  request.set_state(v1::PAGE_STATE_ALLOCATED);
+  absl::Status status = client.ListPages(request, [&](const v1::ListPagesResponse& chunk) {
+    for (const v1::Stack& s : chunk.stacks()) {
+      if (s.frames_size() > 0 && (absl::StartsWith(s.frames(0).symbol(), "register_dummy_stack") ||
+                                  absl::StartsWith(s.frames(0).symbol(), "register_early_stack"))) {
+        special.insert(s.handle());
+      }
+    }
+    for (const v1::PageRecord& p : chunk.pages()) {
+      if (special.contains(p.handle()) || p.order() > 10) continue;
+      workload->Adopt(Pfn(p.pfn()), Order(static_cast<int>(p.order())));
+      adopted += uint64_t{1} << p.order();
+    }
+    return true;
+  });
+  if (!status.ok()) return status;
+  return adopted;
+}
 
 absl::StatusOr<LoadOptions> ParseLoad(const CommandLine& line) {
   LoadOptions o;
@@ -65,8 +119,9 @@ const Command& LoadCommand() {
       .synopsis = "load --events N [--stacks S] [--fill F] [--seed X] [--batch N]",
       .summary =
           "a synthetic workload: N events over S distinct 16-frame stacks (default 10000), memory\n"
-          "kept near the fraction F full (default 0.7, counting pages already allocated), seed X\n"
-          "(default 1); prints events/s",
+          "brought to and kept near the fraction F full (default 0.7; the daemon's allocated\n"
+          "blocks count and may be freed), seed X (default 1); prints events/s. Ctrl-C: stops,\n"
+          "prints what was sent and applied, exits 130",
       .min_positional = 0,
       .max_positional = 0,
       .flags =
@@ -83,16 +138,18 @@ int RunLoad(client::Client& client, const LoadOptions& options, Io io) {
   WorkloadOptions wo;
   wo.pages = stats->total_pages();
   wo.stacks = options.stacks;
-  // Pages a previous load or replay left allocated count towards the fill level.
-  const double used = stats->total_pages() == 0 ? 0
-                                                : static_cast<double>(stats->allocated_pages()) /
-                                                      static_cast<double>(stats->total_pages());
-  wo.fill = std::max(0.01, options.fill - used);
+  wo.fill = options.fill;
   wo.seed = options.seed;
   Workload workload(wo);
+  // Pages a previous load, replay or import left allocated count towards the fill level: the
+  // workload takes their blocks as its own, so it frees them when memory is above F.
+  if (stats->allocated_pages() > 0) {
+    absl::StatusOr<uint64_t> adopted = AdoptAllocatedBlocks(client, &workload);
+    if (!adopted.ok()) return ServerError(io, adopted.status());
+  }
 
   client::SessionOptions session_options;
-  session_options.batch_events = options.batch;
+  session_options.batch_events = BatchWithinLimit("load", options.batch, &*stats, io);
   std::unique_ptr<Session> session = client.StartSession(std::move(session_options));
   // Every stack and task once, with the names of its frames; each is sent with its first use.
   std::vector<client::StackId> stack_ids(workload.num_stacks());
@@ -122,12 +179,15 @@ int RunLoad(client::Client& client, const LoadOptions& options, Io io) {
 
   const absl::Time start = absl::Now();
   Progress progress;
-  for (uint64_t i = 0; i < options.events; ++i) {
+  InterruptScope interrupt_scope;
+  uint64_t sent = 0;
+  for (uint64_t i = 0; i < options.events && !interrupted; ++i) {
     const WorkloadEvent e = workload.Next();
     pending.push_back(e);
     const client::StackId stack = stack_ids[e.stack];
     const client::TaskId task = task_ids[e.task];
     client::AddWorkloadEvent(session.get(), e, stack, task);
+    ++sent;
     if ((i & 1023) == 1023) {
       observe();
       if (progress.Due()) {
@@ -141,9 +201,21 @@ int RunLoad(client::Client& client, const LoadOptions& options, Io io) {
   observe();
   const double secs = std::max(absl::ToDoubleSeconds(absl::Now() - start), 1e-9);
   io.out << "load: results: " << counts.Summary() << "\n";
-  io.out << "load: " << options.events << " events in " << absl::StrFormat("%.2f", secs) << " s, "
-         << FormatRate(static_cast<double>(options.events) / secs) << " events/s\n";
+  io.out << "load: " << sent << " events in " << absl::StrFormat("%.2f", secs) << " s, "
+         << FormatRate(static_cast<double>(sent) / secs) << " events/s\n";
+  if (interrupted) {
+    io.out << "load: interrupted after " << sent << " of " << options.events
+           << " events: " << counts.Get(absl::StatusCode::kOk) << " applied, "
+           << sent - counts.Get(absl::StatusCode::kOk) << " not\n";
+    if (!status.ok()) ServerError(io, status);
+    return kExitInterrupted;
+  }
   if (!status.ok()) return ServerError(io, status);
+  const uint64_t refused = sent - counts.Get(absl::StatusCode::kOk);
+  if (refused > 0) {
+    io.err << "pageowner: load: the daemon refused " << refused << " of " << sent << " events\n";
+    return kExitServerError;
+  }
   return kExitOk;
 }
 

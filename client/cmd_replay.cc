@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <istream>
 #include <memory>
@@ -155,6 +156,9 @@ int RunReplay(client::Client& client, const ReplayOptions& options, Io io) {
   std::ifstream file;
   std::istream* in = &io.in;
   if (options.file != "-") {
+    if (std::filesystem::is_directory(options.file)) {
+      return UsageError(io, "replay", absl::StrCat("replay: ", options.file, " is a directory"));
+    }
     file.open(options.file);
     if (!file) {
       return UsageError(
@@ -178,6 +182,16 @@ int RunReplay(client::Client& client, const ReplayOptions& options, Io io) {
          << (tally.bad_lines == 1 ? " bad line skipped\n" : " bad lines skipped\n");
   io.out << "results: " << tally.counts.Summary() << "\n";
   if (!status.ok()) return ServerError(io, status);
+  if (events == 0) {  // nothing usable: an empty file, or no line that is an event
+    io.err << "pageowner: replay: no event in " << options.file
+           << " (format: client/REPLAY_FORMAT.md; --format ftrace for a kernel trace)\n";
+    return kExitUsage;
+  }
+  if (tally.failed > 0) {
+    io.err << "pageowner: replay: the daemon refused " << tally.failed << " of " << events
+           << " events\n";
+    return kExitServerError;
+  }
   return kExitOk;
 }
 

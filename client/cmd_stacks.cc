@@ -32,6 +32,7 @@ absl::StatusOr<StacksOptions> ParseStacks(const CommandLine& line) {
         absl::StrCat("stacks: bad --sort '", o.sort, "': pages, allocs or newest"));
   }
   o.handles = HasFlag(line, "handles");
+  o.json = HasFlag(line, "json");
   return o;
 }
 
@@ -40,13 +41,16 @@ absl::StatusOr<StacksOptions> ParseStacks(const CommandLine& line) {
 const Command& StacksCommand() {
   static const auto* const kCommand = new Command{
       .name = "stacks",
-      .synopsis = "stacks [--threshold N] [--top N] [--sort pages|allocs|newest] [--handles]",
+      .synopsis =
+          "stacks [--threshold N] [--top N] [--sort pages|allocs|newest] [--handles] [--json]",
       .summary =
           "stacks owning at least max(1, N) pages, as page_owner_stacks/show_stacks prints them;\n"
-          "--handles prints show_stacks_handles (frames, then handle: H)",
+          "--handles prints show_stacks_handles (frames, then handle: H) with content_id: and\n"
+          "nr_base_pages: under it; --sort allocs adds allocations: N; --json the whole answer",
       .min_positional = 0,
       .max_positional = 0,
-      .flags = {{"threshold", true}, {"top", true}, {"sort", true}, {"handles", false}},
+      .flags =
+          {{"threshold", true}, {"top", true}, {"sort", true}, {"handles", false}, {"json", false}},
       .parse = Steps(ParseStacks, RunStacks),
   };
   return *kCommand;
@@ -61,10 +65,11 @@ int RunStacks(client::Client& client, const StacksOptions& options, Io io) {
                                               : v1::STACK_SORT_PAGES);
   absl::StatusOr<v1::ListStacksResponse> resp = client.ListStacks(request);
   if (!resp.ok()) return ServerError(io, resp.status());
+  if (options.json) return JsonOut(*resp, io);
   SymbolTable symbols;
   BufferedOut out(io.out);
   for (const v1::Stack& stack : resp->stacks()) {
-    AppendStacksEntry(stack, options.handles, &symbols, out.buf());
+    AppendStacksEntry(stack, options.handles, options.sort == "allocs", &symbols, out.buf());
     out.MaybeFlush();
   }
   return kExitOk;

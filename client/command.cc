@@ -1,15 +1,19 @@
 #include "client/command.h"
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/cli_checks.h"
+#include "client/json_out.h"
 #include "client/real_kernels.h"
 #include "client/status.h"
 #include "core/strings.h"
-#include "google/protobuf/util/json_util.h"
+#include "wire/status.h"
 
 namespace pageowner::cli {
 
@@ -66,8 +70,36 @@ absl::StatusOr<size_t> BatchFlag(const CommandLine& line, size_t fallback) {
 }
 
 int ServerError(Io io, const absl::Status& status) {
-  io.err << "pageowner: " << client::CodeName(status.code()) << ": " << status.message() << "\n";
+  if (NothingAnswers(status)) {
+    io.err << NoDaemonMessage(io.server.empty() ? kDefaultServer : io.server, status) << "\n";
+    return kExitServerError;
+  }
+  io.err << "pageowner: " << wire::CodeName(status.code()) << ": " << status.message() << "\n";
   return kExitServerError;
+}
+
+int FinishOutput(Io io, int code) {
+  // A write that failed before this call left its errno (the stream keeps no reason).
+  if (io.out.good()) {
+    errno = 0;
+    io.out.flush();
+  }
+  if (io.out.good()) return code;
+  const int saved = errno;
+  io.err << "pageowner: cannot write the output: "
+         << (saved != 0 ? std::strerror(saved) : "the stream failed") << "\n";
+  return code == kExitOk ? kExitWriteError : code;
+}
+
+size_t BatchWithinLimit(std::string_view command, size_t requested, const v1::Stats* stats, Io io) {
+  if (stats == nullptr || stats->max_batch_events() == 0 ||
+      requested <= stats->max_batch_events()) {
+    return requested;
+  }
+  io.err << Sv(command) << ": --batch " << requested << " is above the daemon's --max_batch_events "
+         << stats->max_batch_events() << ": sending batches of " << stats->max_batch_events()
+         << "\n";
+  return stats->max_batch_events();
 }
 
 int UsageError(Io io, std::string_view command, std::string_view message) {
@@ -76,15 +108,7 @@ int UsageError(Io io, std::string_view command, std::string_view message) {
 }
 
 absl::Status WriteJson(const google::protobuf::Message& m, std::ostream& out) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  auto status = google::protobuf::util::MessageToJsonString(m, &json, options);
-  if (!status.ok()) return absl::InternalError(std::string(status.message()));
-  out << json;
-  if (json.empty() || json.back() != '\n') out << "\n";
+  out << MessageToReadableJson(m);
   return absl::OkStatus();
 }
 

@@ -71,6 +71,8 @@ const Command& SortCommand();
 const Command& StatsCommand();
 const Command& ReplayCommand();
 const Command& LoadCommand();
+const Command& ResetCommand();     // cmd_admin.cc
+const Command& TrackingCommand();  // cmd_admin.cc
 const Command& PprofCommand();
 
 // ---- Reading a parsed line ----
@@ -91,8 +93,16 @@ absl::StatusOr<size_t> BatchFlag(const CommandLine& line, size_t fallback);
 
 // ---- Output ----
 
-// "pageowner: CODE: message" on io.err; returns kExitServerError.
+// "pageowner: CODE: message" on io.err; returns kExitServerError. When nothing answered at
+// io.server, says so and how to start a daemon or pass --server instead.
 int ServerError(Io io, const absl::Status& status);
+// Flushes io.out; when it has failed (now or earlier: a full disk, a closed pipe), says so on
+// io.err ("pageowner: cannot write the output: REASON") and returns kExitWriteError; else
+// returns `code`. Every command's output goes through it (Dispatch).
+int FinishOutput(Io io, int code);
+// The batch size to stream with: `requested`, or the daemon's --max_batch_events when that is
+// smaller (Stats.max_batch_events; a note on io.err says so). `stats` null: as requested.
+size_t BatchWithinLimit(std::string_view command, size_t requested, const v1::Stats* stats, Io io);
 // "pageowner: message" and the command's usage hint on io.err; returns kExitUsage.
 int UsageError(Io io, std::string_view command, std::string_view message);
 
@@ -112,9 +122,14 @@ class BufferedOut {
     if (buf_.size() >= kFlushBytes) Flush();
   }
   void Flush() {
-    out_.write(buf_.data(), static_cast<std::streamsize>(buf_.size()));
+    if (!buf_.empty() && out_.good()) {
+      out_.write(buf_.data(), static_cast<std::streamsize>(buf_.size()));
+      out_.flush();  // so that a full disk or a closed pipe is seen now, not at exit
+    }
     buf_.clear();
   }
+  // False once a write failed: a streaming command stops then (FinishOutput reports it).
+  bool ok() const { return out_.good(); }
 
  private:
   std::ostream& out_;

@@ -1,5 +1,6 @@
-// The command table and the command line: `pageowner help`'s text, ParseCommandLine shaping argv
-// by the table, and Dispatch running a parsed line through its command's parse and run steps.
+// The command table and the command line: `pageowner help`'s text,
+// ParseCommandLine shaping argv by the table, and Dispatch running a parsed
+// line through its command's parse and run steps.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "client/cli_checks.h"
 #include "client/command.h"
 #include "client/commands.h"
 #include "core/strings.h"
@@ -30,8 +32,9 @@ const Command& HelpCommand() {
 
 const std::vector<const Command*>& Commands() {
   static const auto* const kCommands = new std::vector<const Command*>{
-      &PageCommand(), &StackCommand(), &StacksCommand(), &DumpCommand(), &ImportCommand(),
-      &SortCommand(), &StatsCommand(), &ReplayCommand(), &LoadCommand(), &PprofCommand(), &HelpCommand(),
+      &PageCommand(),     &StackCommand(), &StacksCommand(), &DumpCommand(), &ImportCommand(),
+      &SortCommand(),     &StatsCommand(), &ReplayCommand(), &LoadCommand(), &ResetCommand(),
+      &TrackingCommand(), &PprofCommand(), &HelpCommand(),
   };
   return *kCommands;
 }
@@ -50,12 +53,22 @@ const FlagSpec* FindFlag(const Command& c, std::string_view name) {
   return nullptr;
 }
 
+// "unknown command 'stat' (did you mean 'stats'?)".
+std::string UnknownCommandMessage(std::string_view name) {
+  std::vector<std::string_view> names;
+  for (const Command* c : Commands()) names.push_back(c->name);
+  const std::string nearest = NearestName(name, names);
+  return absl::StrCat("unknown command '", Sv(name), "'",
+                      nearest.empty() ? "" : absl::StrCat(" (did you mean '", nearest, "'?)"));
+}
+
 absl::Status UsageStatus(std::string_view command, std::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(Sv(message), "\n", UsageHint(command)));
 }
 
-// One "--name[=value]" at args[*i] (taking the value from the next argument when the flag needs
-// one), into line->server or line->flags. `spec` is null before the command.
+// One "--name[=value]" at args[*i] (taking the value from the next argument
+// when the flag needs one), into line->server or line->flags. `spec` is null
+// before the command.
 absl::Status ParseFlag(const std::vector<std::string>& args, size_t* i, const Command* spec,
                        CommandLine* line) {
   const std::string_view cmd = spec ? spec->name : "";
@@ -93,7 +106,8 @@ absl::Status ParseFlag(const std::vector<std::string>& args, size_t* i, const Co
   return absl::OkStatus();
 }
 
-// The checks once every argument is read: help wins, then a command and its positional count.
+// The checks once every argument is read: help wins, then a command and its
+// positional count.
 absl::StatusOr<CommandLine> Finish(CommandLine line, const Command* spec, bool help) {
   if (help || (spec != nullptr && spec->name == "help")) {
     line.command = "help";
@@ -118,7 +132,8 @@ std::string Usage() {
   std::string out =
       "usage: pageowner [--server=HOST:PORT] COMMAND [ARGS]\n"
       "\n"
-      "Asks a pageownerd daemon who owns the pages of its simulated machine, in the Linux\n"
+      "Asks a pageownerd daemon who owns the pages of its "
+      "simulated machine, in the Linux\n"
       "kernel's page_owner formats, and feeds it events.\n"
       "\n"
       "commands:\n";
@@ -128,18 +143,38 @@ std::string Usage() {
       absl::StrAppend(&out, "      ", line, "\n");
     }
   }
-  absl::StrAppend(
-      &out,
-      "\n"
-      "flags:\n"
-      "  --server=HOST:PORT   the daemon (default ",
-      Sv(kDefaultServer),
-      ")\n"
-      "  --help, -h           this text\n"
-      "  --batch N            replay, load: events a batch on the stream (default 4096)\n"
-      "\n"
-      "Numbers are decimal or 0x hex. Exit codes: 0 success, 1 an error from the "
-      "daemon,\n2 bad usage.\n");
+  absl::StrAppend(&out,
+                  "\n"
+                  "flags:\n"
+                  "  --server=HOST:PORT   the daemon (default ",
+                  Sv(kDefaultServer),
+                  "; HOST alone:\n"
+                  "                       port 50051; not a URL)\n"
+                  "  --help, -h           this text\n"
+                  "  --version            the version of this build\n"
+                  "  --batch N            replay, load, import: events a batch on the "
+                  "stream (default\n"
+                  "                       4096; above the daemon's --max_batch_events, "
+                  "batches of that)\n"
+                  "\n"
+                  "Numbers are decimal or 0x hex.\n"
+                  "\n"
+                  "--json: the proto's field names; bytes (comm, symbols, texts) as "
+                  "strings, valid UTF-8 as\n"
+                  "is and every other byte (and the backslash) as \\xHH; 64-bit integers "
+                  "as numbers up to\n"
+                  "2^53, above as decimal strings; ip, page_flags and content_id as "
+                  "\"0x...\" strings.\n"
+                  "\n"
+                  "Exit codes, the same for every command:\n"
+                  "  0    everything printed, every event or block applied\n"
+                  "  1    an rpc failed, or the daemon refused something (even one event "
+                  "of many)\n"
+                  "  2    bad usage, or an input with nothing usable in it (a directory, "
+                  "no valid line)\n"
+                  "  3    the output could not be written (a full disk, a closed pipe)\n"
+                  "  130  interrupted (Ctrl-C), after printing what was sent and "
+                  "applied\n");
   return out;
 }
 
@@ -158,10 +193,12 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   CommandLine line;
   const Command* spec = nullptr;
   bool help = false;
+  bool version = false;
   bool only_positional = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    // sort passes page_owner_sort's options through; only --server and --format are ours.
+    // sort passes page_owner_sort's options through; only --server and --format
+    // are ours.
     if (spec != nullptr && spec->name == "sort" && a.rfind("--server", 0) != 0 &&
         a.rfind("--format", 0) != 0 && a != "--help" && a != "-h") {
       line.positional.push_back(a);
@@ -169,6 +206,10 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     }
     if (!only_positional && (a == "--help" || a == "-h")) {
       help = true;
+      continue;
+    }
+    if (!only_positional && a == "--version") {
+      version = true;
       continue;
     }
     if (!only_positional && a == "--" && spec != nullptr) {
@@ -194,11 +235,15 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     }
     if (spec == nullptr) {
       spec = FindCommand(a);
-      if (spec == nullptr) return UsageStatus("", absl::StrCat("unknown command '", a, "'"));
+      if (spec == nullptr) return UsageStatus("", UnknownCommandMessage(a));
       line.command = a;
       continue;
     }
     line.positional.push_back(a);
+  }
+  if (version && !help) {
+    line.command = "version";
+    return line;
   }
   return Finish(std::move(line), spec, help);
 }
@@ -206,17 +251,25 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 int Dispatch(const CommandLine& line, Io io) {
   if (line.command == "help") {
     io.out << Usage();
-    return kExitOk;
+    return FinishOutput(io, kExitOk);
+  }
+  if (line.command == "version") {
+    io.out << VersionLine("pageowner") << "\n";
+    return FinishOutput(io, kExitOk);
   }
   const Command* command = FindCommand(line.command);
   if (command == nullptr || !command->parse) {
-    return UsageError(io, "", absl::StrCat("unknown command '", line.command, "'"));
+    return UsageError(io, "", UnknownCommandMessage(line.command));
   }
-  // Values are checked before anything is sent, so that bad usage never reaches the daemon.
+  // Values are checked before anything is sent, so that bad usage never reaches
+  // the daemon.
   absl::StatusOr<Runner> run = command->parse(line);
   if (!run.ok()) return UsageError(io, line.command, std::string(run.status().message()));
-  client::Client client(line.server);
-  return (*run)(client, io);
+  const absl::StatusOr<std::string> target = ServerTarget(line.server);
+  if (!target.ok()) return UsageError(io, line.command, std::string(target.status().message()));
+  io.server = *target;
+  client::Client client(*target);
+  return FinishOutput(io, (*run)(client, io));
 }
 
 }  // namespace pageowner::cli

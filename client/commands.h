@@ -21,9 +21,14 @@
 
 namespace pageowner::cli {
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitServerError = 1;  // the daemon (or the transport) returned an error
-inline constexpr int kExitUsage = 2;        // unknown command or flag, bad number, unreadable file
+// The exit codes, the same for every command (`pageowner help` and the README say it too):
+inline constexpr int kExitOk = 0;           // everything was printed, every event applied
+inline constexpr int kExitServerError = 1;  // an rpc failed or the daemon refused something,
+                                            // even one event of many (partial failure)
+inline constexpr int kExitUsage = 2;  // bad usage; an unreadable input or one with nothing usable
+                                      // in it (a directory, no valid line, no block)
+inline constexpr int kExitWriteError = 3;     // writing the output failed (a full disk, EPIPE)
+inline constexpr int kExitInterrupted = 130;  // SIGINT (128 + 2), after printing what was done
 
 inline constexpr std::string_view kDefaultServer = "127.0.0.1:50051";
 
@@ -32,6 +37,8 @@ struct Io {
   std::istream& in;   // replay's "-"
   std::ostream& out;  // the command's output
   std::ostream& err;  // errors, progress
+  // The daemon's address as given, for messages that say where nothing answered.
+  std::string_view server = {};
 };
 
 // ---- Command line ----
@@ -88,6 +95,7 @@ struct StacksOptions {
   uint32_t top = 0;            // 0: all
   std::string sort = "pages";  // pages, allocs or newest
   bool handles = false;
+  bool json = false;
 };
 int RunStacks(client::Client& client, const StacksOptions& options, Io io);
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <istream>
 #include <map>
 #include <optional>
@@ -15,10 +16,13 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/numeric/int128.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/status.h"
+#include "client/command.h"
+#include "wire/status.h"
 #include "core/dump_parser.h"
 #include "core/ftrace_parser.h"
 #include "core/page_owner_sort.h"
@@ -142,21 +146,29 @@ class Outcomes {
   void Take(absl::Span<const IngestResult> results) {
     for (const IngestResult& r : results) {
       const std::string kind = r.seq < kinds_.size() ? kinds_[r.seq] : "";
-      ++by_code_[{kind, client::CodeName(r.code)}];
+      ++by_code_[{kind, wire::CodeName(r.code)}];
       if (r.ok()) {
         ++ok_;
         continue;
       }
       ++failed_;
+      // In a trace, a free the daemon finds free is a page allocated before tracing began.
+      const bool before_trace = kind == "mm_page_free" &&
+                                r.code == absl::StatusCode::kFailedPrecondition &&
+                                absl::StrContains(r.message, "is free");
+      if (before_trace) ++freed_before_trace_;
       if (listed_.size() < max_listed_) {
-        listed_.push_back(absl::StrCat("line ", r.seq < lines_.size() ? lines_[r.seq] : 0, ": ",
-                                       kind.empty() ? "" : kind + ": ", client::CodeName(r.code),
-                                       ": ", r.message));
+        listed_.push_back(
+            absl::StrCat("line ", r.seq < lines_.size() ? lines_[r.seq] : 0, ": ",
+                         kind.empty() ? "" : kind + ": ", wire::CodeName(r.code), ": ", r.message,
+                         before_trace ? " (most likely allocated before the trace started)" : ""));
       }
     }
   }
   uint64_t ok() const { return ok_; }
   uint64_t failed() const { return failed_; }
+  // Frees of pages the daemon holds free: allocated before the trace began, most likely.
+  uint64_t freed_before_trace() const { return freed_before_trace_; }
   void Print(std::ostream& err) const {
     for (const std::string& l : listed_) err << what_ << ": " << l << "\n";
     if (failed_ > listed_.size()) {
@@ -176,6 +188,7 @@ class Outcomes {
   std::vector<std::string> listed_;
   uint64_t ok_ = 0;
   uint64_t failed_ = 0;
+  uint64_t freed_before_trace_ = 0;
 };
 
 }  // namespace
@@ -188,6 +201,9 @@ absl::Status ReadInputFile(const std::string& file, std::istream& in, std::strin
       out->append(buf, static_cast<size_t>(in.gcount()));
     }
     return absl::OkStatus();
+  }
+  if (std::filesystem::is_directory(file)) {
+    return absl::InvalidArgumentError(absl::StrCat(file, " is a directory"));
   }
   if (EndsWith(file, ".xz")) return ReadXz(file, out);
   if (EndsWith(file, ".gz")) return ReadGzip(file, out);
@@ -222,7 +238,7 @@ int RunImport(Client& client, const ImportOptions& options, Io io) {
   const std::optional<uint64_t> highest = HighestPage(text);
   absl::StatusOr<v1::Stats> stats = client.GetStats();
   if (!stats.ok()) {
-    io.err << "pageowner: " << client::CodeName(stats.status().code()) << ": "
+    io.err << "pageowner: " << wire::CodeName(stats.status().code()) << ": "
            << stats.status().message() << "\n";
     return kExitServerError;
   }
@@ -241,7 +257,7 @@ int RunImport(Client& client, const ImportOptions& options, Io io) {
 
   Outcomes outcomes(options.max_listed, "import");
   SessionOptions so;
-  so.batch_events = options.batch;
+  so.batch_events = BatchWithinLimit("import", options.batch, &*stats, io);
   so.on_results = [&](absl::Span<const IngestResult> r) { outcomes.Take(r); };
   std::unique_ptr<Session> session = client.StartSession(so);
 
@@ -328,9 +344,14 @@ int RunImport(Client& client, const ImportOptions& options, Io io) {
       blocks, pages, report.lines, report.bytes, seconds, codes, report.records_skipped,
       report.records_truncated, report.problems_total);
   if (!final_status.ok()) {
-    io.err << "pageowner: " << client::CodeName(final_status.code()) << ": "
+    io.err << "pageowner: " << wire::CodeName(final_status.code()) << ": "
            << final_status.message() << "\n";
     return kExitServerError;
+  }
+  if (blocks == 0) {
+    io.err << "pageowner: import: no page_owner block in " << options.file
+           << " (a /sys/kernel/debug/page_owner dump: \"Page allocated via order ...\" blocks)\n";
+    return kExitUsage;
   }
   return outcomes.failed() == 0 ? kExitOk : kExitServerError;
 }
@@ -348,7 +369,7 @@ int RunSort(Client& client, const std::vector<std::string>& args, DumpFormat for
                                                    : v1::DUMP_FORMAT_TODAY);
   absl::StatusOr<v1::SortResponse> resp = client.SortPages(request);
   if (!resp.ok()) {
-    io.err << "pageowner: " << client::CodeName(resp.status().code()) << ": "
+    io.err << "pageowner: " << wire::CodeName(resp.status().code()) << ": "
            << resp.status().message() << "\n";
     return resp.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage
                                                                       : kExitServerError;
@@ -368,7 +389,8 @@ int RunReplayFtrace(Client& client, const ReplayOptions& options, Io io) {
   }
   Outcomes outcomes(20, "replay");
   SessionOptions so;
-  so.batch_events = options.batch;
+  absl::StatusOr<v1::Stats> stats = client.GetStats();
+  so.batch_events = BatchWithinLimit("replay", options.batch, stats.ok() ? &*stats : nullptr, io);
   so.on_results = [&](absl::Span<const IngestResult> r) { outcomes.Take(r); };
   std::unique_ptr<Session> session = client.StartSession(so);
   std::vector<client::Frame> frames;
@@ -425,10 +447,21 @@ int RunReplayFtrace(Client& client, const ReplayOptions& options, Io io) {
   absl::StrAppend(&out, "; ", report.records_skipped, " event lines skipped, ",
                   report.problems_total, " problems\n");
   io.out << out;
+  if (outcomes.freed_before_trace() > 0) {
+    io.err << "replay: " << outcomes.freed_before_trace()
+           << " frees of pages the daemon holds free: most likely pages allocated before the "
+              "trace started (import the page_owner dump taken just before tracing to include "
+              "them)\n";
+  }
   if (!final_status.ok()) {
-    io.err << "pageowner: " << client::CodeName(final_status.code()) << ": "
+    io.err << "pageowner: " << wire::CodeName(final_status.code()) << ": "
            << final_status.message() << "\n";
     return kExitServerError;
+  }
+  if (events == 0) {
+    io.err << "pageowner: replay: no kmem:mm_page_alloc or mm_page_free event in " << options.file
+           << "\n";
+    return kExitUsage;
   }
   return outcomes.failed() == 0 ? kExitOk : kExitServerError;
 }

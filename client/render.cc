@@ -76,8 +76,8 @@ void AppendStatsLines(const google::protobuf::Message& m, std::string* out) {
 std::string RenderPage(const v1::GetPageResponse& resp, const v1::Stack& alloc_stack) {
   SymbolTable symbols;
   PrintedExtras extras;
-  const PageOwner p = client::ToPageOwner(resp.page(), &extras);
-  const client::ReceivedStack alloc = client::ReceiveStack(alloc_stack, &symbols);
+  const PageOwner p = wire::FromProto(resp.page(), &extras);
+  const wire::ReceivedStack alloc = wire::FromProto(alloc_stack, &symbols);
   std::string out;
   if (p.owner && p.allocated && p.handle.valid()) {
     AppendPageOwnerBlock(p, alloc.ips, symbols, DumpFormat::kToday, &out);
@@ -102,13 +102,18 @@ std::string RenderStack(const v1::Stack& stack) {
   return out;
 }
 
-void AppendStacksEntry(const v1::Stack& stack, bool handles, SymbolTable* symbols,
+void AppendStacksEntry(const v1::Stack& stack, bool handles, bool allocations, SymbolTable* symbols,
                        std::string* out) {
   const client::ReceivedStack s = client::ReceiveStack(stack, symbols);
   AppendStackEntry(s.usage(), *symbols, handles ? StacksView::kStacksHandles : StacksView::kStacks,
                    out);
-  // Ours, not the kernel's: the content id goes under the entry's closing "handle: H" line.
-  if (handles) out->insert(out->size() - 1, ContentIdLine(stack.content_id()));
+  // Ours, not the kernel's, before the entry's blank line: the content id and the pages under
+  // the closing "handle: H" line, and the allocation count.
+  std::string extra;
+  if (handles)
+    absl::StrAppend(&extra, ContentIdLine(stack.content_id()), "nr_base_pages: ", s.pages, "\n");
+  if (allocations) absl::StrAppend(&extra, "allocations: ", s.allocations, "\n");
+  out->insert(out->size() - 1, extra);
 }
 
 std::string RenderStats(const v1::Stats& stats) {

@@ -17,9 +17,11 @@ std::string RenderPage(const v1::GetPageResponse& resp, const v1::Stack& alloc_s
 // A stack's frames, then "handle:", "content_id:", "nr_base_pages:" and "allocations:" lines.
 std::string RenderStack(const v1::Stack& stack);
 
-// One show_stacks entry (show_stacks_handles' with `handles`, with our content_id line under its
-// closing "handle: H"). `symbols` collects the names of every stack rendered with it.
-void AppendStacksEntry(const v1::Stack& stack, bool handles, SymbolTable* symbols,
+// One show_stacks entry (show_stacks_handles' with `handles`, with our content_id and
+// nr_base_pages lines under its closing "handle: H", so that hosts can be joined by content id
+// with their numbers). With `allocations`, an "allocations: N" line (what --sort allocs sorts
+// by) before the blank line. `symbols` collects the names of every stack rendered with it.
+void AppendStacksEntry(const v1::Stack& stack, bool handles, bool allocations, SymbolTable* symbols,
                        std::string* out);
 
 // Every counter as "name: value", a blank line, stackdepot/stats, and the mixed pageblocks.

@@ -82,6 +82,7 @@ WorkloadEvent Workload::Next() {
     } else {
       e.kind = WorkloadKind::kFree;
       e.stack = options_.stacks + static_cast<uint32_t>(rng_() % kFreeStacks);
+      pending_free_pages_ += uint64_t{1} << b.order;
     }
     return e;
   }
@@ -104,6 +105,11 @@ WorkloadEvent Workload::Next() {
   return e;
 }
 
+void Workload::Adopt(Pfn head, Order order) {
+  live_.push_back(Live{head.raw(), static_cast<uint8_t>(order.raw())});
+  live_pages_ += order.pages().raw();
+}
+
 void Workload::Observe(const WorkloadEvent& e, bool ok, Pfn result_pfn) {
   const uint64_t pages = e.order.pages().raw();
   pending_pages_ -= pages;
@@ -116,6 +122,7 @@ void Workload::Observe(const WorkloadEvent& e, bool ok, Pfn result_pfn) {
       }
       break;
     case WorkloadKind::kFree:
+      pending_free_pages_ -= pages;
       if (!ok) {  // still allocated
         live_.push_back(Live{e.pfn.raw(), order});
         live_pages_ += pages;

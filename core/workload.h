@@ -67,8 +67,15 @@ class Workload {
 
   // The event as the Machine takes it (its spans point into this workload and `e`).
   Event ToMachineEvent(const WorkloadEvent& e) const;
-  // Pages allocated by observed allocations, plus those still pending.
-  uint64_t allocated_pages() const { return live_pages_ + pending_pages_; }
+  // Takes a block allocated before this workload began (another load, a replay) as one of its
+  // own: it counts towards the fill level and may be freed or migrated, so that the level
+  // converges to `fill` from above as well as from below.
+  void Adopt(Pfn head, Order order);
+
+  // Pages allocated by observed allocations, plus allocations and migrations still pending;
+  // a pending free counts as done, so that the events in flight on a stream (thousands, a large
+  // share of a small machine) do not hold the level above `fill`.
+  uint64_t allocated_pages() const { return live_pages_ + pending_pages_ - pending_free_pages_; }
 
  private:
   struct Live {
@@ -84,6 +91,7 @@ class Workload {
   std::vector<Live> live_;  // observed allocated blocks not handed out for free/migrate
   uint64_t live_pages_ = 0;
   uint64_t pending_pages_ = 0;
+  uint64_t pending_free_pages_ = 0;  // the part of pending_pages_ that frees are freeing
   uint64_t ts_ = 1000000000;
 };
 

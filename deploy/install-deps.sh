@@ -2,7 +2,31 @@
 # Installs the Debian (bookworm) packages pageowner needs to build and test.
 # Idempotent: installs only what is missing, runs `apt-get update` once when it must,
 # and prints nothing when everything is already there. Runs as root or through sudo.
+# --build-only: just what building pageownerd and pageowner takes (the Dockerfile's build stage),
+# without the test, benchmark and tooling packages (prometheus, golang, chromium, clang, ...).
 set -euo pipefail
+
+build_only=false
+[ "${1:-}" = "--build-only" ] && build_only=true
+
+build_packages=(
+  build-essential
+  cmake
+  make
+  pkg-config
+  libabsl-dev
+  libgrpc++-dev
+  liblzma-dev
+  zlib1g-dev
+  libprotobuf-dev
+  protobuf-compiler
+  protobuf-compiler-grpc
+  libcpp-httplib-dev
+  nlohmann-json3-dev
+  libdw-dev
+  golang-github-google-pprof-dev
+  git
+)
 
 packages=(
   build-essential
@@ -37,6 +61,10 @@ packages=(
   libclang-rt-14-dev
   llvm-14
 )
+
+if $build_only; then
+  packages=("${build_packages[@]}")
+fi
 
 missing=()
 for p in "${packages[@]}"; do

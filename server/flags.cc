@@ -95,7 +95,7 @@ absl::Status CheckCommandLine(int argc, char** argv) {
     const bool has_value = eq != std::string_view::npos;
     const std::string_view name = body.substr(0, eq);
     // Abseil's usage flags (--help, --helpfull, ...) are not registered flags.
-    if (IsUsageFlag(name)) continue;
+    if (IsUsageFlag(name) || arg == "-h") continue;
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(Sv(name));
     if (flag == nullptr) {
       // --noname turns a bool flag off.
@@ -127,7 +127,7 @@ bool WantsHelp(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--") return false;
-    if (arg == "--help" || arg == "-help") return true;
+    if (arg == "--help" || arg == "-help" || arg == "-h") return true;
   }
   return false;
 }
@@ -153,6 +153,11 @@ std::string HelpText(std::string_view usage, std::string_view file) {
 absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags) {
   ServerOptions options;
   if (flags.listen.empty()) return absl::InvalidArgumentError("--listen: must not be empty");
+  // gRPC would take ":50099" or "50051" as something else, and bind another port for 99999.
+  if (!SplitHostPort(flags.listen).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen=", flags.listen, ": not HOST:PORT with a port in 0..65535"));
+  }
   options.listen_address = flags.listen;
 
   absl::StatusOr<uint64_t> bytes = ParseMemorySize(flags.memory);

@@ -2,6 +2,8 @@
 // SIGTERM, then shuts down gracefully and exits 0. A bad flag is one line on stderr and exit 2.
 #include <csignal>
 #include <cstdio>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -9,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/build_info.h"
 #include "server/failpoints.h"
 #include "server/flags.h"
 #include "server/server.h"
@@ -82,6 +85,13 @@ int main(int argc, char** argv) {
       "and server reflection;\nSIGINT or SIGTERM shuts it down gracefully (exit 0); a bad flag "
       "exits 2.";
   absl::SetProgramUsageMessage(kUsage);
+  // Ours, before Abseil's --version (which prints only whether NDEBUG was defined).
+  for (int i = 1; i < argc && std::string_view(argv[i]) != "--"; ++i) {
+    if (std::string_view(argv[i]) == "--version" || std::string_view(argv[i]) == "-version") {
+      std::printf("pageownerd %s\n", std::string(pageowner::BuildVersion()).c_str());
+      return 0;
+    }
+  }
   if (srv::WantsHelp(argc, argv)) {
     std::fputs(srv::HelpText(kUsage, __FILE__).c_str(), stdout);
     return 0;

@@ -1,6 +1,9 @@
 #include "server/server.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -10,6 +13,7 @@
 #include "absl/time/time.h"
 #include "core/status_macros.h"
 #include "google/protobuf/descriptor.h"
+#include "grpc/support/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -32,6 +36,31 @@ constexpr absl::Duration kDrainTimeout = absl::Seconds(10);
 // Then what is left is unary answers on their way out. gRPC's shutdown also waits for clients
 // to close idle connections until this deadline, so it stays short.
 constexpr absl::Duration kGrace = absl::Milliseconds(250);
+
+// What gRPC logged while the server started (KeepStartupLog), for the one-line error.
+absl::Mutex startup_log_mu;
+std::string* startup_log_first_error ABSL_GUARDED_BY(startup_log_mu) = nullptr;
+bool startup_address_in_use ABSL_GUARDED_BY(startup_log_mu) = false;
+
+void KeepStartupLog(gpr_log_func_args* args) {
+  if (args->message == nullptr || args->severity != GPR_LOG_SEVERITY_ERROR) return;
+  absl::MutexLock lock(&startup_log_mu);
+  if (std::strstr(args->message, "Address already in use") != nullptr) {
+    startup_address_in_use = true;
+  }
+  if (startup_log_first_error == nullptr) {
+    const char* end = std::strchr(args->message, '\n');
+    startup_log_first_error = new std::string(
+        args->message, end ? static_cast<size_t>(end - args->message) : std::strlen(args->message));
+  }
+}
+
+std::string StartupLogReason() {
+  absl::MutexLock lock(&startup_log_mu);
+  if (startup_address_in_use) return "the address is in use (another pageownerd?)";
+  if (startup_log_first_error != nullptr) return *startup_log_first_error;
+  return "gRPC could not bind it";
+}
 
 }  // namespace
 
@@ -104,10 +133,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   // A second daemon on the same port must fail to start, not share the port (gRPC sets
   // SO_REUSEPORT by default).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // gRPC logs a failed bind in several lines of its own; the daemon says it in one.
+  gpr_set_log_function(KeepStartupLog);
   impl->server = builder.BuildAndStart();
+  gpr_set_log_function(nullptr);  // gRPC's default again
   if (impl->server == nullptr || impl->port == 0) {
     if (impl->server != nullptr) impl->server->Shutdown();
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen_address, ": ", StartupLogReason()));
   }
   if (!options.metrics_listen_address.empty()) {
     impl->exporter = std::make_unique<MetricsExporter>(&impl->machine, &impl->service.counters(),

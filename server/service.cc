@@ -129,6 +129,26 @@ grpc::ServerUnaryReactor* PageOwnerService::GetStats(grpc::CallbackServerContext
   response->set_batches(counters_.batches.load(std::memory_order_relaxed));
   response->set_batches_rejected(counters_.batches_rejected.load(std::memory_order_relaxed));
   response->set_streams_open(counters_.streams_open.load(std::memory_order_relaxed));
+  response->set_max_batch_events(options_.max_batch_events);
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* PageOwnerService::Reset(grpc::CallbackServerContext* context,
+                                                  const v1::ResetRequest* /*request*/,
+                                                  v1::ResetResponse* response) {
+  if (writer_.logging()) {
+    return Reply(context, absl::FailedPreconditionError(
+                              "reset is refused while a write-ahead log is kept (--data_dir): "
+                              "replaying the log would bring the old state back"));
+  }
+  if (const uint64_t open = counters_.streams_open.load(std::memory_order_relaxed); open > 0) {
+    return Reply(context, absl::FailedPreconditionError(absl::StrCat(
+                              open, " ingest streams are open; reset once they have ended")));
+  }
+  const SharedMachine::ResetResult before = machine_->Reset();
+  response->set_allocated_pages(before.allocated_pages.raw());
+  response->set_depot_stacks(before.depot_stacks);
+  response->set_total_pages(machine_->total_pages().raw());
   return Reply(context, absl::OkStatus());
 }
 

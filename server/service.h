@@ -54,7 +54,8 @@ using PageOwnerServiceBase = v1::PageOwner::WithRawCallbackMethod_Ingest<
         v1::PageOwner::WithCallbackMethod_ListPages<v1::PageOwner::WithCallbackMethod_ListStacks<
             v1::PageOwner::WithCallbackMethod_GetStats<v1::PageOwner::WithCallbackMethod_SortPages<
                 v1::PageOwner::WithCallbackMethod_SetTracking<
-                    v1::PageOwner::WithCallbackMethod_GetProfile<v1::PageOwner::Service>>>>>>>>>;
+                    v1::PageOwner::WithCallbackMethod_GetProfile<
+                        v1::PageOwner::WithCallbackMethod_Reset<v1::PageOwner::Service>>>>>>>>>>;
 
 class PageOwnerService final : public PageOwnerServiceBase {
  public:
@@ -91,6 +92,12 @@ class PageOwnerService final : public PageOwnerServiceBase {
   grpc::ServerUnaryReactor* GetProfile(grpc::CallbackServerContext* context,
                                        const v1::GetProfileRequest* request,
                                        v1::GetProfileResponse* response) override;
+
+  // Admin: an empty machine of the same options (SharedMachine::Reset). FAILED_PRECONDITION
+  // while Ingest streams are open or a write-ahead log is kept.
+  grpc::ServerUnaryReactor* Reset(grpc::CallbackServerContext* context,
+                                  const v1::ResetRequest* request,
+                                  v1::ResetResponse* response) override;
 
   // Shutdown, first step: new Ingest and ListPages streams are refused with UNAVAILABLE; each
   // open Ingest stream reads no further batch, answers the batches it has read and then ends

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cassert>
+#include <memory>
+#include <utility>
 #include <variant>
 
 namespace pageowner::server {
@@ -9,7 +11,21 @@ namespace pageowner::server {
 // The symbol table and the size are taken before any other thread can see the object, so the
 // lock-free accessors read members that never change afterwards.
 SharedMachine::SharedMachine(const MachineOptions& options)
-    : machine_(options), symbols_(&machine_.symbols()), total_pages_(machine_.total_pages()) {}
+    : options_(options),
+      machine_(std::make_unique<Machine>(options)),
+      symbols_(&machine_->symbols()),
+      total_pages_(machine_->total_pages()) {}
+
+SharedMachine::ResetResult SharedMachine::Reset() {
+  // Built outside the lock: a large machine takes a while to set up.
+  auto fresh = std::make_unique<Machine>(options_);
+  absl::WriterMutexLock lock(&mu_);
+  const ResetResult before{machine_->allocator().allocated_pages(),
+                           machine_->depot().stats().persistent_count};
+  symbols_.store(&fresh->symbols(), std::memory_order_release);
+  retired_.push_back(std::exchange(machine_, std::move(fresh)));
+  return before;
+}
 
 void SharedMachine::ApplyBatch(absl::Span<Event> events, absl::Span<const absl::Status> prechecked,
                                absl::Span<std::atomic<uint32_t>* const> hints,
@@ -23,7 +39,7 @@ void SharedMachine::ApplyBatch(absl::Span<Event> events, absl::Span<const absl::
     absl::WriterMutexLock lock(&mu_);
     for (; i < end; ++i) {
       // Records of frees and migrations a few events ahead: their cache misses overlap.
-      if (i + kPrefetchDistance < n) machine_.Prefetch(events[i + kPrefetchDistance]);
+      if (i + kPrefetchDistance < n) machine_->Prefetch(events[i + kPrefetchDistance]);
       if (!prechecked[i].ok()) {
         (*results)[i] = EventResult{prechecked[i], Pfn(), StackHandle()};
         continue;
@@ -33,7 +49,7 @@ void SharedMachine::ApplyBatch(absl::Span<Event> events, absl::Span<const absl::
         const StackHandle h(hint->load(std::memory_order_relaxed));
         std::visit([h](auto& e) { e.stack_hint = h; }, events[i]);
       }
-      const EventResult& r = (*results)[i] = machine_.Apply(events[i]);
+      const EventResult& r = (*results)[i] = machine_->Apply(events[i]);
       // A migration answers with the owner's handle, not its own stack's.
       if (hint != nullptr && r.status.ok() && r.handle.valid() &&
           !std::holds_alternative<MigrateEvent>(events[i])) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -57,26 +58,37 @@ class SharedMachine {
   template <typename Fn>
   decltype(auto) Read(Fn&& fn) const ABSL_LOCKS_EXCLUDED(mu_) {
     absl::ReaderMutexLock lock(&mu_);
-    return std::forward<Fn>(fn)(static_cast<const Machine&>(machine_));
+    return std::forward<Fn>(fn)(static_cast<const Machine&>(*machine_));
   }
 
   // Runs fn(Machine&) under the writer lock and returns what it returns.
   template <typename Fn>
   decltype(auto) Write(Fn&& fn) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::WriterMutexLock lock(&mu_);
-    return std::forward<Fn>(fn)(machine_);
+    return std::forward<Fn>(fn)(*machine_);
   }
 
-  // The machine's symbol table; thread-safe without the lock.
-  SymbolTable& symbols() { return *symbols_; }
-  const SymbolTable& symbols() const { return *symbols_; }
+  // Replaces the machine by an empty one of the same options, under the writer lock. The old
+  // one is kept (not destroyed) until this object is: a stream or a query may still hold its
+  // symbol table or depot frames without the lock. Returns what the old one held.
+  struct ResetResult {
+    PageCount allocated_pages;
+    size_t depot_stacks;
+  };
+  ResetResult Reset() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The machine's symbol table; thread-safe without the lock. After a Reset, the new machine's.
+  SymbolTable& symbols() { return *symbols_.load(std::memory_order_acquire); }
+  const SymbolTable& symbols() const { return *symbols_.load(std::memory_order_acquire); }
   // The machine's size; constant.
   PageCount total_pages() const { return total_pages_; }
 
  private:
   mutable absl::Mutex mu_;
-  Machine machine_ ABSL_GUARDED_BY(mu_);
-  SymbolTable* const symbols_;
+  const MachineOptions options_;
+  std::unique_ptr<Machine> machine_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Machine>> retired_ ABSL_GUARDED_BY(mu_);  // by Reset
+  std::atomic<SymbolTable*> symbols_;
   const PageCount total_pages_;
 };
 

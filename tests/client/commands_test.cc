@@ -1,13 +1,21 @@
 #include "client/commands.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/cli_checks.h"
 #include "client/client.h"
+#include "client/command.h"
+#include "client/json_out.h"
 #include "core/content_id.h"
 #include "core/machine.h"
 #include "core/reports.h"
@@ -389,9 +397,11 @@ TEST_F(CommandsTest, PageErrorsAndJson) {
   r = Run([&](Io io) { return RunPage(client_, {blocks.back().pfn, true}, io); });
   EXPECT_EQ(r.code, kExitOk);
   const nlohmann::json j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["page"]["pfn"], std::to_string(blocks.back().pfn.raw()));  // proto3 JSON: uint64
-  // comm travels as bytes (the kernel's are not always UTF-8): proto3 JSON prints it base64.
-  EXPECT_EQ(j["page"]["comm"], absl::Base64Escape(blocks.back().comm));
+  EXPECT_EQ(j["page"]["pfn"], blocks.back().pfn.raw());  // a number: below 2^53
+  // comm travels as bytes, and prints as the readable text it is.
+  EXPECT_EQ(j["page"]["comm"], blocks.back().comm);
+  EXPECT_TRUE(absl::StartsWith(j["alloc_stack"]["frames"][0]["ip"].get<std::string>(), "0x"));
+  EXPECT_EQ(j["alloc_stack"]["content_id"].get<std::string>().size(), 18u);
   EXPECT_EQ(j["page"]["allocated"], true);
   EXPECT_EQ(j["alloc_stack"]["handle"], blocks.back().handle.raw());
 }
@@ -409,17 +419,18 @@ TEST_F(CommandsTest, StacksIsShowStacks) {
         EXPECT_EQ(r.out, ShowStacksText(machine_, threshold, StacksView::kStacks));
         continue;
       }
-      // show_stacks_handles with our content_id line under each handle line.
+      // show_stacks_handles with our content_id and nr_base_pages lines under each handle line.
       std::string expected;
       machine_.depot().ForEachOwnerStack([&](const StackUsage& s) {
         if (s.pages < 1 || s.pages < threshold) return;
         AppendStackEntry(s, machine_.symbols(), StacksView::kStacksHandles, &expected);
-        expected.insert(
-            expected.size() - 1,
-            absl::StrFormat("content_id: 0x%016x\n", StackContentId(s.frames, machine_.symbols())));
+        expected.insert(expected.size() - 1,
+                        absl::StrFormat("content_id: 0x%016x\nnr_base_pages: %d\n",
+                                        StackContentId(s.frames, machine_.symbols()), s.pages));
       });
       EXPECT_EQ(r.out, expected);
-      EXPECT_EQ(std::regex_replace(r.out, std::regex("content_id: 0x[0-9a-f]{16}\n"), ""),
+      EXPECT_EQ(std::regex_replace(
+                    r.out, std::regex("content_id: 0x[0-9a-f]{16}\nnr_base_pages: [0-9]+\n"), ""),
                 ShowStacksText(machine_, threshold, StacksView::kStacksHandles));
     }
   }
@@ -472,7 +483,7 @@ TEST_F(CommandsTest, Stats) {
   EXPECT_TRUE(absl::EndsWith(r.out, "\n\n" + MixedBlocksText(machine_.MixedBlocks()))) << r.out;
   r = Run([&](Io io) { return RunStats(client_, {true}, io); });
   EXPECT_EQ(r.code, kExitOk);
-  EXPECT_EQ(nlohmann::json::parse(r.out)["total_pages"], "16384");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["total_pages"], 16384);
 }
 
 TEST_F(CommandsTest, ReplayReportsBadLinesAndFailedEventsByLineNumber) {
@@ -502,7 +513,10 @@ TEST_F(CommandsTest, ReplayReportsBadLinesAndFailedEventsByLineNumber) {
       "\r\n";
   const Ran r =
       Run([&](Io io) { return RunReplay(client_, {.file = "-", .batch = 2}, io); }, input);
-  EXPECT_EQ(r.code, kExitOk) << r.err;
+  // One event refused of four: partial failure is exit 1.
+  EXPECT_EQ(r.code, kExitServerError) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "pageowner: replay: the daemon refused 1 of 4 events\n"))
+      << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "replay: line 5: not JSON: ")) << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "replay: line 7: an alloc needs a non-empty \"stack\"\n"))
       << r.err;
@@ -539,6 +553,142 @@ TEST_F(CommandsTest, LoadDrivesTheWorkloadAndReportsItsRate) {
   }
   EXPECT_EQ(events, 5000);
   EXPECT_LE(stack_defs, 116);  // 100 allocation stacks and 16 free stacks, each at most once
+}
+
+// ---- Issue 16 ----
+
+TEST(JsonOutTest, BytesAreReadableAndNumbersAreNumbers) {
+  EXPECT_EQ(BytesToJsonText("kworker/0:1"), "kworker/0:1");
+  EXPECT_EQ(BytesToJsonText("caf\xc3\xa9"), "caf\xc3\xa9");  // valid UTF-8 as is
+  EXPECT_EQ(BytesToJsonText(std::string("a\xff\xc3(b\\", 6)), "a\\xff\\xc3(b\\x5c");
+  EXPECT_EQ(BytesToJsonText(std::string("\xed\xa0\x80", 3)), "\\xed\\xa0\\x80");  // a surrogate
+  v1::Stats stats;
+  stats.set_total_pages(uint64_t{1} << 53);
+  stats.set_free_pages((uint64_t{1} << 53) + 1);
+  const nlohmann::json j = nlohmann::json::parse(MessageToReadableJson(stats));
+  EXPECT_EQ(j["total_pages"], uint64_t{1} << 53);
+  EXPECT_EQ(j["free_pages"], "9007199254740993");
+  EXPECT_EQ(j["tracking"], false);
+  EXPECT_EQ(j["free_blocks_movable"], nlohmann::json::array());
+  v1::Frame frame;
+  frame.set_ip(0xffffffff81234567);
+  frame.set_symbol("f+0x1/0x2");
+  EXPECT_EQ(MessageToReadableJson(frame),
+            "{\n  \"ip\": \"0xffffffff81234567\",\n  \"symbol\": \"f+0x1/0x2\"\n}\n");
+}
+
+TEST(CliChecksTest, ServerTargetsAndNearestCommand) {
+  EXPECT_EQ(*ServerTarget("localhost"), "localhost:50051");
+  EXPECT_EQ(*ServerTarget("10.0.0.1:7"), "10.0.0.1:7");
+  EXPECT_EQ(*ServerTarget("[::1]"), "[::1]:50051");
+  EXPECT_EQ(*ServerTarget("unix:/run/p.sock"), "unix:/run/p.sock");
+  EXPECT_EQ(ServerTarget("http://h:1").status().message(),
+            "--server wants HOST:PORT, not a URL: 'http://h:1'");
+  EXPECT_FALSE(ServerTarget("h:99999").ok());
+  EXPECT_FALSE(ServerTarget("50051").ok());
+  EXPECT_FALSE(ServerTarget(":50051").ok());
+  const std::vector<std::string_view> names = {"page", "stack", "stacks", "stats", "dump"};
+  EXPECT_EQ(NearestName("stat", names), "stats");
+  EXPECT_EQ(NearestName("pages", names), "page");
+  EXPECT_EQ(NearestName("frobnicate", names), "");
+  const Ran r = RunArgs({"--version"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_TRUE(absl::StartsWith(r.out, "pageowner 0.")) << r.out;
+  absl::StatusOr<CommandLine> line = ParseCommandLine({"stat"});
+  EXPECT_TRUE(absl::StartsWith(line.status().message(),
+                               "unknown command 'stat' (did you mean 'stats'?)\n"));
+}
+
+// A stream whose every write fails, as on a full disk.
+class FullBuf : public std::streambuf {
+ protected:
+  int_type overflow(int_type) override {
+    errno = ENOSPC;
+    return traits_type::eof();
+  }
+  std::streamsize xsputn(const char*, std::streamsize) override {
+    errno = ENOSPC;
+    return 0;
+  }
+};
+
+TEST_F(CommandsTest, WriteErrorsExitThree) {
+  Populate();
+  FullBuf buf;
+  std::ostream full(&buf);
+  std::istringstream in;
+  std::ostringstream err;
+  EXPECT_EQ(RunDump(client_, Io{in, full, err}), kExitWriteError);
+  EXPECT_EQ(err.str(), "pageowner: cannot write the output: No space left on device\n");
+  err.str("");
+  full.clear();
+  EXPECT_EQ(FinishOutput(Io{in, full, err}, RunStats(client_, {false}, Io{in, full, err})),
+            kExitWriteError);
+  EXPECT_EQ(err.str(), "pageowner: cannot write the output: No space left on device\n");
+}
+
+TEST_F(CommandsTest, StacksJsonAndAllocations) {
+  Populate();
+  Ran r = Run([&](Io io) {
+    return RunStacks(client_, {.threshold = 0, .top = 2, .sort = "allocs", .handles = false}, io);
+  });
+  EXPECT_EQ(r.code, kExitOk);
+  std::vector<int64_t> allocations;
+  machine_.depot().ForEachOwnerStack([&](const StackUsage& s) {
+    if (s.pages >= 1) allocations.push_back(static_cast<int64_t>(s.allocations));
+  });
+  std::sort(allocations.rbegin(), allocations.rend());
+  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("\nallocations: ", allocations[0], "\n\n")))
+      << r.out;
+  EXPECT_TRUE(absl::EndsWith(r.out, absl::StrCat("\nallocations: ", allocations[1], "\n\n")))
+      << r.out;
+  r = Run([&](Io io) {
+    return RunStacks(client_, {.threshold = 0, .top = 3, .sort = "pages", .json = true}, io);
+  });
+  EXPECT_EQ(r.code, kExitOk);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["stacks"].size(), 3u);
+  EXPECT_TRUE(j["stacks"][0]["pages"].is_number());
+  EXPECT_TRUE(j["stacks"][0]["frames"][0]["symbol"].get<std::string>().rfind("func_", 0) == 0);
+}
+
+TEST_F(CommandsTest, LoadRefusedEventsAreExitOneAndCtrlCIs130) {
+  // Every third event refused.
+  service_.set_answer([](const v1::EventBatch& b, v1::BatchResult* r) {
+    for (int i = 0; i < b.kind_size(); ++i) {
+      const bool fail = i % 3 == 0;
+      r->add_event_code(fail ? static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED) : 0);
+      r->add_event_pfn(fail ? 0 : 0x1000 + i);
+      r->add_event_handle(fail ? 0 : 1);
+    }
+  });
+  Ran r = Run([&](Io io) {
+    return RunLoad(client_, {.events = 3000, .stacks = 10, .fill = 0.5, .seed = 1, .batch = 300},
+                   io);
+  });
+  EXPECT_EQ(r.code, kExitServerError);
+  EXPECT_EQ(r.err, "pageowner: load: the daemon refused 1000 of 3000 events\n");
+
+  service_.set_answer([](const v1::EventBatch& b, v1::BatchResult* r) {
+    for (int i = 0; i < b.kind_size(); ++i) {
+      r->add_event_code(0);
+      r->add_event_pfn(0x1000 + i);
+      r->add_event_handle(1);
+    }
+  });
+  std::thread interrupter([&] {
+    ASSERT_TRUE(service_.AwaitBatchesReceived(20, absl::Seconds(30)));
+    kill(getpid(), SIGINT);
+  });
+  r = Run([&](Io io) {
+    return RunLoad(client_, {.events = uint64_t{1} << 40, .stacks = 10, .batch = 64}, io);
+  });
+  interrupter.join();
+  EXPECT_EQ(r.code, kExitInterrupted);
+  EXPECT_TRUE(std::regex_search(
+      r.out, std::regex("\nload: interrupted after ([0-9]+) of 1099511627776 events: \\1 applied, "
+                        "0 not\n$")))
+      << r.out;
 }
 
 }  // namespace

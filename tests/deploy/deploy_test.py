@@ -176,6 +176,23 @@ class DeployTest(unittest.TestCase):
                 if r.returncode != 0 and b"No packages found" in r.stderr:
                     self.fail("Dockerfile installs %s, which Debian does not have" % package)
 
+    def test_image_build_context_and_build_packages(self):
+        # A local build/ in the context would bring its CMakeCache.txt into the image's build.
+        with open(repo(".dockerignore")) as f:
+            ignored = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+        self.assertIn("build*/", ignored)
+        self.assertIn(".git", ignored)
+        with open(repo("deploy", "Dockerfile")) as f:
+            self.assertIn("RUN deploy/install-deps.sh --build-only\n", f.read())
+        # The build stage installs no test-only package.
+        with open(repo("deploy", "install-deps.sh")) as f:
+            script = f.read()
+        build = re.search(r"\nbuild_packages=\((.*?)\n\)", script, re.S).group(1).split()
+        self.assertIn("libgrpc++-dev", build)
+        for test_only in ("prometheus", "chromium", "golang-go", "clang-14", "libgtest-dev",
+                          "libbenchmark-dev", "python3-grpcio"):
+            self.assertNotIn(test_only, build)
+
 
 def main():
     global ARGS
