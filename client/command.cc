@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "client/cli_checks.h"
 #include "client/json_out.h"
+#include "client/credentials.h"
 #include "client/real_kernels.h"
 #include "client/status.h"
 #include "core/strings.h"
@@ -72,9 +73,16 @@ absl::StatusOr<size_t> BatchFlag(const CommandLine& line, size_t fallback) {
 int ServerError(Io io, const absl::Status& status) {
   if (NothingAnswers(status)) {
     io.err << NoDaemonMessage(io.server.empty() ? kDefaultServer : io.server, status) << "\n";
+    // A daemon that serves TLS closes a plaintext connection: it looks like no daemon at all.
+    if (const std::string hint = client::CredentialsHint(status); !hint.empty()) {
+      io.err << "pageowner: " << hint << "\n";
+    }
     return kExitServerError;
   }
   io.err << "pageowner: " << wire::CodeName(status.code()) << ": " << status.message() << "\n";
+  if (const std::string hint = client::CredentialsHint(status); !hint.empty()) {
+    io.err << "pageowner: " << hint << "\n";
+  }
   return kExitServerError;
 }
 

@@ -71,6 +71,7 @@ const Command& SortCommand();
 const Command& StatsCommand();
 const Command& ReplayCommand();
 const Command& LoadCommand();
+const Command& TokenCommand();
 const Command& ResetCommand();     // cmd_admin.cc
 const Command& TrackingCommand();  // cmd_admin.cc
 const Command& PprofCommand();

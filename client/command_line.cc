@@ -12,6 +12,7 @@
 #include "client/cli_checks.h"
 #include "client/command.h"
 #include "client/commands.h"
+#include "client/credentials.h"
 #include "core/strings.h"
 
 namespace pageowner::cli {
@@ -34,7 +35,7 @@ const std::vector<const Command*>& Commands() {
   static const auto* const kCommands = new std::vector<const Command*>{
       &PageCommand(),     &StackCommand(), &StacksCommand(), &DumpCommand(), &ImportCommand(),
       &SortCommand(),     &StatsCommand(), &ReplayCommand(), &LoadCommand(), &ResetCommand(),
-      &TrackingCommand(), &PprofCommand(), &HelpCommand(),
+      &TrackingCommand(), &PprofCommand(), &TokenCommand(), &HelpCommand(),
   };
   return *kCommands;
 }
@@ -79,7 +80,8 @@ absl::Status ParseFlag(const std::vector<std::string>& args, size_t* i, const Co
     name.resize(eq);
   }
   const FlagSpec* f = spec ? FindFlag(*spec, name) : nullptr;
-  const bool is_server = name == "server";
+  std::string* connection = client::ConnectionFlag(&line->connection, name);
+  const bool is_server = name == "server" || connection != nullptr;
   if (f == nullptr && !is_server) {
     return UsageStatus(cmd, spec ? absl::StrCat("unknown flag --", name, " for ", Sv(cmd))
                                  : absl::StrCat("unknown flag --", name));
@@ -99,7 +101,10 @@ absl::Status ParseFlag(const std::vector<std::string>& args, size_t* i, const Co
   if (!is_server) {
     line->flags.emplace_back(name, *value);
   } else if (value->empty()) {
-    return UsageStatus(cmd, "flag --server needs HOST:PORT");
+    return UsageStatus(cmd, connection != nullptr ? absl::StrCat("flag --", name, " needs a FILE")
+                                                  : "flag --server needs HOST:PORT");
+  } else if (connection != nullptr) {
+    *connection = *value;
   } else {
     line->server = *value;
   }
@@ -152,6 +157,14 @@ std::string Usage() {
                   "                       port 50051; not a URL)\n"
                   "  --help, -h           this text\n"
                   "  --version            the version of this build\n"
+                  "  --tls_ca=FILE        TLS: the CA that signed the daemon's certificate "
+                  "(PAGEOWNER_TLS_CA)\n"
+                  "  --tls_cert=FILE, --tls_key=FILE\n"
+                  "                       mutual TLS: this client's certificate and key "
+                  "(PAGEOWNER_TLS_CERT,\n"
+                  "                       PAGEOWNER_TLS_KEY)\n"
+                  "  --token_file=FILE    a file holding the token sent with every call "
+                  "(PAGEOWNER_TOKEN_FILE)\n"
                   "  --batch N            replay, load, import: events a batch on the "
                   "stream (default\n"
                   "                       4096; above the daemon's --max_batch_events, "
@@ -197,9 +210,10 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   bool only_positional = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    // sort passes page_owner_sort's options through; only --server and --format
-    // are ours.
+    // sort passes page_owner_sort's options through; only --server, the connection flags and
+    // --format are ours.
     if (spec != nullptr && spec->name == "sort" && a.rfind("--server", 0) != 0 &&
+        a.rfind("--tls_", 0) != 0 && a.rfind("--token_file", 0) != 0 &&
         a.rfind("--format", 0) != 0 && a != "--help" && a != "-h") {
       line.positional.push_back(a);
       continue;
@@ -268,7 +282,11 @@ int Dispatch(const CommandLine& line, Io io) {
   const absl::StatusOr<std::string> target = ServerTarget(line.server);
   if (!target.ok()) return UsageError(io, line.command, std::string(target.status().message()));
   io.server = *target;
-  client::Client client(*target);
+  client::ConnectionOptions connection = line.connection;
+  client::FillFromEnvironment(&connection);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = client::MakeChannel(*target, connection);
+  if (!channel.ok()) return UsageError(io, line.command, std::string(channel.status().message()));
+  client::Client client(*channel);
   return FinishOutput(io, (*run)(client, io));
 }
 

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/client.h"
+#include "client/credentials.h"
 #include "client/replay_format.h"
 #include "client/session.h"
 #include "core/reports.h"
@@ -46,6 +47,9 @@ struct Io {
 // A parsed command line. `command` is one of the names `Usage()` lists.
 struct CommandLine {
   std::string server = std::string(kDefaultServer);
+  // --tls_ca, --tls_cert, --tls_key, --token_file (before or after the command); the
+  // environment fills what they leave empty when the command runs.
+  client::ConnectionOptions connection;
   std::string command;
   std::vector<std::string> positional;
   // Flags given to the command, by name without dashes; a boolean flag has value "true".

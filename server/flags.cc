@@ -13,9 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/machine.h"
+#include "core/status_macros.h"
 #include "core/stack_depot.h"
 #include "core/types.h"
+#include "server/auth.h"
 #include "server/metrics.h"
+#include "server/tls.h"
 
 namespace pageowner::server {
 namespace {
@@ -39,7 +42,72 @@ bool IsUsageFlag(std::string_view name) {
   return false;
 }
 
+// The TLS files and the token file, checked, and the refusal of a network address left open.
+absl::Status SecurityOptions(const FlagValues& flags, ServerOptions* options) {
+  options->tls =
+      TlsFiles{.cert = flags.tls_cert, .key = flags.tls_key, .client_ca = flags.tls_client_ca};
+  PO_RETURN_IF_ERROR(CheckTlsFiles(options->tls));
+  if (!flags.auth_tokens.empty()) {
+    PO_RETURN_IF_ERROR(ReadTokenFile(flags.auth_tokens).status());
+    options->auth_tokens_file = flags.auth_tokens;
+  }
+  const bool tls = options->tls.enabled();
+  const bool tokens = !options->auth_tokens_file.empty();
+  if (!IsLocalAddress(flags.listen) && tokens && !tls) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--listen=", flags.listen,
+        ": --auth_tokens on a non-loopback address needs --tls_cert and --tls_key (tokens sent "
+        "in clear text can be read on the network; without TLS, gRPC checks tokens on loopback "
+        "only)"));
+  }
+  if (flags.insecure) return absl::OkStatus();
+  const auto open = [&](std::string_view flag, const std::string& address) {
+    const std::string_view missing = !tls && !tokens ? "TLS and tokens" : !tls ? "TLS" : "tokens";
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(flag), "=", address, " is not a loopback address, and without ", Sv(missing),
+        " anyone who can reach it may ",
+        flag == "--listen" ? "stream events, turn tracking off and read every owner"
+                           : "read the metrics",
+        ": add ",
+        !tls ? "--tls_cert=FILE --tls_key=FILE (and --tls_client_ca=FILE for mutual TLS) " : "",
+        !tls && !tokens ? "and " : "",
+        !tokens ? "--auth_tokens=FILE (one line a token; `pageowner token new ROLE` prints one) "
+                : "",
+        "or, if that is what you mean, --insecure"));
+  };
+  if (!IsLocalAddress(flags.listen) && !(tls && tokens)) return open("--listen", flags.listen);
+  if (!options->metrics_listen_address.empty() && !IsLocalAddress(flags.metrics_listen) &&
+      !(tls && tokens)) {
+    return open("--metrics_listen", flags.metrics_listen);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+bool IsLocalAddress(std::string_view address) {
+  if (absl::StartsWith(Sv(address), "unix:") || absl::StartsWith(Sv(address), "unix-abstract:")) {
+    return true;
+  }
+  absl::StatusOr<std::pair<std::string, int>> host_port = SplitHostPort(address);
+  if (!host_port.ok()) return false;
+  const std::string& host = host_port->first;
+  if (host == "localhost" || host == "::1") return true;
+  // 127.0.0.0/8, written as four decimal parts.
+  if (!absl::StartsWith(host, "127.")) return false;
+  int parts = 0;
+  size_t i = 0;
+  for (;;) {
+    size_t j = i;
+    while (j < host.size() && absl::ascii_isdigit(static_cast<unsigned char>(host[j]))) ++j;
+    if (j == i || j - i > 3) return false;
+    ++parts;
+    if (j == host.size()) break;
+    if (host[j] != '.') return false;
+    i = j + 1;
+  }
+  return parts == 4;
+}
 
 absl::StatusOr<uint64_t> ParseMemorySize(std::string_view text) {
   const auto quoted = [&] { return absl::StrCat("memory size \"", Sv(text), "\""); };
@@ -215,6 +283,7 @@ absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags) {
     }
     options.metrics_listen_address = flags.metrics_listen;
   }
+  PO_RETURN_IF_ERROR(SecurityOptions(flags, &options));
 
   if (!flags.data_dir.empty()) {
     WalOptions wal{.dir = flags.data_dir};

@@ -47,6 +47,12 @@ struct FlagValues {
   uint32_t max_streams = kDefaultMaxStreams;
   std::string max_grpc_memory = "1GiB";
   bool tracking = true;
+  // TLS and tokens (server/tls.h, server/auth.h); empty: none.
+  std::string tls_cert = {};
+  std::string tls_key = {};
+  std::string tls_client_ca = {};
+  std::string auth_tokens = {};
+  bool insecure = false;  // a non-local address without TLS or tokens is meant
   std::string metrics_listen;  // HOST:PORT, or "none"
   std::string data_dir;        // "": in memory
   std::string fsync = "always";  // always | interval
@@ -55,9 +61,16 @@ struct FlagValues {
   std::string wal_recovery = "strict";  // strict | truncate
 };
 
+// True when `address` (a --listen or --metrics_listen value) can be reached only from this host:
+// a host of localhost, 127.0.0.0/8 or ::1, or a unix: socket.
+bool IsLocalAddress(std::string_view address);
+
 // Validates the flag values and builds the server's options. Errors are kInvalidArgument (or
 // kOutOfRange for a memory size beyond 64 bits) with a message that starts with the flag and its
-// value, e.g. "--stack_depth=0: must be in 1..64".
+// value, e.g. "--stack_depth=0: must be in 1..64". It also reads the TLS files and the token file
+// (CheckTlsFiles, ReadTokenFile: their errors, naming the file and line, are returned as they
+// are), and refuses the dangerous default: a non-local --listen or --metrics_listen without TLS
+// and tokens needs --insecure; tokens on a non-local --listen need TLS even then.
 absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags);
 
 }  // namespace pageowner::server

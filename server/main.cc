@@ -46,6 +46,21 @@ ABSL_FLAG(std::string, max_grpc_memory, "1GiB",
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Address to serve Prometheus metrics (/metrics) and /healthz on over http, host:port "
           "(port 0 picks a free port; the chosen address is printed on stderr), or none.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate (then any intermediates) to serve gRPC and http over TLS 1.2+ with; "
+          "needs --tls_key. Re-read when the file changes (within a second) and on SIGHUP.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: turns on mutual TLS; a gRPC client without a certificate signed by it is "
+          "refused in the handshake (http: a presented certificate must chain to it).");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "Token file: one `ROLE SHA256HEX` line a token (reader, writer or admin; the hex SHA-256 "
+          "of the token, as `pageowner token new ROLE` prints it), # comments. Every call and http "
+          "path but health needs a token with its role (README: Secure set-up). Re-read on "
+          "SIGHUP.");
+ABSL_FLAG(bool, insecure, false,
+          "Allow a non-loopback --listen or --metrics_listen without TLS or without tokens: anyone "
+          "who can reach the port may use it.");
 ABSL_FLAG(std::string, data_dir, "",
           "Directory to keep the machine in (a write-ahead log of every accepted batch), created "
           "if missing; at start the machine is recovered from it. Empty: in memory only, lost on "
@@ -82,8 +97,8 @@ int main(int argc, char** argv) {
   namespace srv = pageowner::server;
   constexpr char kUsage[] =
       "pageownerd [flags]: the page_owner daemon. Serves pageowner.v1.PageOwner, grpc.health.v1 "
-      "and server reflection;\nSIGINT or SIGTERM shuts it down gracefully (exit 0); a bad flag "
-      "exits 2.";
+      "and server reflection;\nSIGINT or SIGTERM shuts it down gracefully (exit 0); SIGHUP re-reads "
+      "the token file and the TLS files; a bad flag exits 2.";
   absl::SetProgramUsageMessage(kUsage);
   // Ours, before Abseil's --version (which prints only whether NDEBUG was defined).
   for (int i = 1; i < argc && std::string_view(argv[i]) != "--"; ++i) {
@@ -112,6 +127,11 @@ int main(int argc, char** argv) {
                               .max_streams = absl::GetFlag(FLAGS_max_streams),
                               .max_grpc_memory = absl::GetFlag(FLAGS_max_grpc_memory),
                               .tracking = absl::GetFlag(FLAGS_tracking),
+       .tls_cert = absl::GetFlag(FLAGS_tls_cert),
+       .tls_key = absl::GetFlag(FLAGS_tls_key),
+       .tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca),
+       .auth_tokens = absl::GetFlag(FLAGS_auth_tokens),
+       .insecure = absl::GetFlag(FLAGS_insecure),
                               .metrics_listen = absl::GetFlag(FLAGS_metrics_listen),
                               .data_dir = absl::GetFlag(FLAGS_data_dir),
                               .fsync = absl::GetFlag(FLAGS_fsync),
@@ -125,6 +145,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // reload tokens and certificates
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // A log write past RLIMIT_FSIZE must fail with EFBIG (and be answered UNAVAILABLE), not kill us.
@@ -140,7 +161,8 @@ int main(int argc, char** argv) {
                static_cast<unsigned long long>(options->machine.pages.raw()));
   if ((*server)->metrics_port() != 0) {
     const std::string& address = options->metrics_listen_address;
-    std::fprintf(stderr, "pageownerd: metrics on http://%s:%d/metrics\n",
+    std::fprintf(stderr, "pageownerd: metrics on %s://%s:%d/metrics\n",
+                 options->tls.enabled() ? "https" : "http",
                  address.substr(0, address.rfind(':')).c_str(), (*server)->metrics_port());
   }
   // After the listening line, which tests and tools read first.
@@ -162,7 +184,12 @@ int main(int argc, char** argv) {
   }
   std::thread waiter([&] {
     int signal = 0;
-    sigwait(&signals, &signal);
+    while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
+      if (absl::Status s = (*server)->Reload(); !s.ok()) {
+        std::fprintf(stderr, "pageownerd: SIGHUP: %s; still using what was loaded before\n",
+                     std::string(s.message()).c_str());
+      }
+    }
     std::fprintf(stderr, "pageownerd: %s, shutting down\n",
                  signal == SIGINT ? "SIGINT" : "SIGTERM");
     (*server)->Shutdown();

@@ -252,10 +252,11 @@ std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewRpcMet
 // ---- MetricsExporter ----
 
 MetricsExporter::MetricsExporter(const SharedMachine* machine, const IngestCounters* ingest,
-                                 const RpcMetrics* rpcs)
+                                 const RpcMetrics* rpcs, const AuthAudit* auth)
     : machine_(machine),
       ingest_(ingest),
       rpcs_(rpcs),
+      auth_(auth),
       start_time_seconds_(ProcessStartTimeSeconds()) {
   refresher_ = std::thread([this] {
     for (;;) {
@@ -420,6 +421,7 @@ std::string MetricsExporter::Render() const {
   w.Sample("pageowner_owner_metadata_bytes", {}, uint64_t{s.metadata_bytes});
 
   rpcs_->AppendTo(&out);
+  if (auth_ != nullptr) auth_->AppendTo(&out);
   if (wal_ != nullptr) wal_->AppendTo(&out);
 
   w.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
@@ -457,8 +459,37 @@ absl::StatusOr<std::pair<std::string, int>> SplitHostPort(std::string_view addre
   return std::make_pair(std::string(host), port);
 }
 
+namespace {
+
+// The per-path check of HttpSecurity, as a pre-routing handler: it runs before any route, so a
+// refused request reaches no handler.
+httplib::Server::HandlerWithResponse HttpAuthGate(HttpSecurity security) {
+  return [security](const httplib::Request& req, httplib::Response& res) {
+    std::string header;
+    std::optional<std::string_view> authorization;
+    if (req.has_header("Authorization")) {
+      header = req.get_header_value("Authorization");
+      authorization = header;
+    }
+    const AuthDecision decision = Decide(*security.tokens, HttpPathAccess(req.path), authorization);
+    if (decision.allowed) return httplib::Server::HandlerResponse::Unhandled;
+    security.audit->Refused("http", req.path, absl::StrCat(req.remote_addr, ":", req.remote_port),
+                            decision);
+    const bool forbidden = decision.reason == RefusalReason::kInsufficientRole;
+    res.status = forbidden ? 403 : 401;
+    if (!forbidden) {
+      res.set_header("WWW-Authenticate", "Bearer realm=\"pageownerd\"");
+      res.headers.emplace("WWW-Authenticate", "Basic realm=\"pageownerd\"");
+    }
+    res.set_content(RefusalMessage(req.path, decision) + "\n", "text/plain; charset=utf-8");
+    return httplib::Server::HandlerResponse::Handled;
+  };
+}
+
+}  // namespace
+
 struct MetricsHttpServer::Impl {
-  httplib::Server http;
+  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer with TLS
   std::thread thread;
   std::atomic<bool> ended{false};  // the serving thread returned
   bool stopped = false;
@@ -470,11 +501,24 @@ MetricsHttpServer::MetricsHttpServer(std::unique_ptr<Impl> impl, int port)
 MetricsHttpServer::~MetricsHttpServer() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& address, const MetricsExporter* exporter, std::function<bool()> serving) {
+    const std::string& address, const MetricsExporter* exporter, std::function<bool()> serving,
+    HttpSecurity security) {
   absl::StatusOr<std::pair<std::string, int>> host_port = SplitHostPort(address);
   if (!host_port.ok()) return host_port.status();
   auto impl = std::make_unique<Impl>();
-  httplib::Server& http = impl->http;
+  if (security.tls != nullptr) {
+    HttpTls* tls = security.tls;
+    auto ssl =
+        std::make_unique<httplib::SSLServer>([tls](SSL_CTX& ctx) { return tls->Configure(&ctx); });
+    if (!ssl->is_valid()) {
+      return absl::InternalError(absl::StrCat("cannot set up TLS for ", address));
+    }
+    impl->server = std::move(ssl);
+  } else {
+    impl->server = std::make_unique<httplib::Server>();
+  }
+  httplib::Server& http = *impl->server;
+  if (security.tokens != nullptr) http.set_pre_routing_handler(HttpAuthGate(security));
   // Scrapes and probes are few: two threads, not httplib's default of one a core.
   http.new_task_queue = [] { return new httplib::ThreadPool(2); };
   // SO_REUSEADDR only: httplib also sets SO_REUSEPORT by default, which would let a second
@@ -519,7 +563,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
 void MetricsHttpServer::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
-  impl_->http.stop();
+  impl_->server->stop();
   impl_->thread.join();
 }
 

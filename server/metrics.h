@@ -23,8 +23,10 @@
 #include "absl/time/time.h"
 #include "core/types.h"
 #include "grpcpp/support/server_interceptor.h"
+#include "server/auth.h"
 #include "server/ingest.h"
 #include "server/shared_machine.h"
+#include "server/tls.h"
 #include "server/wal.h"
 
 namespace pageowner::server {
@@ -80,9 +82,9 @@ class MetricsExporter {
  public:
   static constexpr absl::Duration kMixedBlocksPeriod = absl::Seconds(10);
 
-  // All three must outlive this object.
+  // All must outlive this object. `auth` (optional): pageowner_auth_refused_total.
   MetricsExporter(const SharedMachine* machine, const IngestCounters* ingest,
-                  const RpcMetrics* rpcs);
+                  const RpcMetrics* rpcs, const AuthAudit* auth = nullptr);
   // Stops the mixed-blocks thread.
   ~MetricsExporter();
   MetricsExporter(const MetricsExporter&) = delete;
@@ -99,6 +101,7 @@ class MetricsExporter {
   const SharedMachine* const machine_;
   const IngestCounters* const ingest_;
   const RpcMetrics* const rpcs_;
+  const AuthAudit* const auth_;
   const double start_time_seconds_;
   const WalMetrics* wal_ = nullptr;
 
@@ -106,6 +109,15 @@ class MetricsExporter {
   std::array<uint64_t, kNumMigrateTypes> mixed_blocks_ ABSL_GUARDED_BY(mu_){};
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread refresher_;
+};
+
+// Who may fetch what from the http endpoint. Each path needs the access HttpPathAccess
+// (server/auth.h) names: a request that lacks it is answered 401 (no or an unknown token, with
+// WWW-Authenticate) or 403 (a token without the role) before any route runs, and audited.
+struct HttpSecurity {
+  const TokenStore* tokens = nullptr;  // null: every path open
+  AuthAudit* audit = nullptr;          // not null when tokens is not
+  HttpTls* tls = nullptr;              // null: plain http
 };
 
 // The http endpoint: GET /metrics (the exporter's text, Content-Type
@@ -118,9 +130,11 @@ class MetricsHttpServer {
   // Listens on `address` ("HOST:PORT", "[v6]:PORT"; port 0 picks a free one) and serves from a
   // thread of its own. kInvalidArgument for a malformed address, kUnavailable when it cannot
   // listen.
+  // `security`'s pointees must outlive this object.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& address,
                                                                   const MetricsExporter* exporter,
-                                                                  std::function<bool()> serving);
+                                                                  std::function<bool()> serving,
+                                                                  HttpSecurity security = {});
   // Stop()s.
   ~MetricsHttpServer();
   MetricsHttpServer(const MetricsHttpServer&) = delete;

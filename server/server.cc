@@ -19,6 +19,8 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "server/auth.h"
+#include "server/grpc_security.h"
 #include "server/metrics.h"
 #include "server/service.h"
 #include "grpcpp/resource_quota.h"
@@ -80,6 +82,10 @@ struct Server::Impl {
   std::unique_ptr<Wal> wal;
   std::optional<WalRecoveryReport> recovery;
   PageOwnerService service;
+  // Token checks and their audit, used by the gRPC server and the http listener below.
+  std::unique_ptr<TokenStore> tokens;  // null: no --auth_tokens
+  AuthAudit audit;
+  std::unique_ptr<HttpTls> http_tls;  // null: plain http
   // Destroyed in reverse order: the metrics endpoint first, then the gRPC server, whose calls
   // feed rpc_metrics until it is gone.
   RpcMetrics rpc_metrics;
@@ -113,7 +119,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &impl->port);
+  if (!options.auth_tokens_file.empty()) {
+    PO_ASSIGN_OR_RETURN(impl->tokens, TokenStore::Load(options.auth_tokens_file));
+  }
+  PO_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                      MakeServerCredentials(options.tls, impl->tokens.get(), &impl->audit));
+  builder.AddListeningPort(options.listen_address, credentials, &impl->port);
   builder.RegisterService(&impl->service);
   const google::protobuf::ServiceDescriptor* rpcs =
       google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
@@ -143,13 +154,23 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
         absl::StrCat("cannot listen on ", options.listen_address, ": ", StartupLogReason()));
   }
   if (!options.metrics_listen_address.empty()) {
-    impl->exporter = std::make_unique<MetricsExporter>(&impl->machine, &impl->service.counters(),
-                                                       &impl->rpc_metrics);
-    if (impl->wal != nullptr) impl->exporter->AttachWal(&impl->wal->metrics());
+    impl->exporter = std::make_unique<MetricsExporter>(
+        &impl->machine, &impl->service.counters(), &impl->rpc_metrics,
+        impl->tokens != nullptr ? &impl->audit : nullptr);
+    if (options.tls.enabled()) {
+      absl::StatusOr<std::unique_ptr<HttpTls>> tls = HttpTls::Load(options.tls);
+      if (!tls.ok()) {
+        impl->server->Shutdown();
+        return tls.status();
+      }
+      impl->http_tls = std::move(*tls);
+    }
     Impl* raw = impl.get();
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
-        MetricsHttpServer::Start(options.metrics_listen_address, impl->exporter.get(),
-                                 [raw] { return raw->serving.load(std::memory_order_relaxed); });
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http = MetricsHttpServer::Start(
+        options.metrics_listen_address, impl->exporter.get(),
+        [raw] { return raw->serving.load(std::memory_order_relaxed); },
+        HttpSecurity{
+            .tokens = impl->tokens.get(), .audit = &impl->audit, .tls = impl->http_tls.get()});
     if (!http.ok()) {
       impl->server->Shutdown();
       return http.status();
@@ -203,6 +224,29 @@ void Server::Shutdown() {
   impl_->service.StopWriter();
   absl::MutexLock lock(&impl_->mu);
   impl_->shutdown_done = true;
+}
+
+absl::Status Server::Reload() {
+  absl::Status status;
+  if (impl_->tokens != nullptr) {
+    absl::StatusOr<size_t> n = impl_->tokens->Reload();
+    if (n.ok()) {
+      std::fprintf(stderr, "pageownerd: reloaded %s: %zu tokens\n", impl_->tokens->path().c_str(),
+                   *n);
+    } else {
+      status = n.status();
+    }
+  }
+  if (impl_->options.tls.enabled()) {
+    absl::Status tls =
+        impl_->http_tls != nullptr ? impl_->http_tls->Reload() : CheckTlsFiles(impl_->options.tls);
+    if (tls.ok()) {
+      std::fprintf(stderr, "pageownerd: TLS files checked; new connections use them\n");
+    } else if (status.ok()) {
+      status = tls;
+    }
+  }
+  return status;
 }
 
 void Server::Wait() {

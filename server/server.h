@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "core/machine.h"
 #include "server/limits.h"
+#include "server/tls.h"
 #include "server/wal.h"
 
 namespace pageowner::server {
@@ -30,6 +31,11 @@ struct ServerOptions {
   // host:port of the http endpoint serving /metrics and /healthz (port 0: any free port, see
   // metrics_port()); empty: none.
   std::string metrics_listen_address;
+  // TLS for the gRPC port and the http listener (server/tls.h); none: plaintext.
+  TlsFiles tls;
+  // The token file (server/auth.h): every call and every http path but the open ones needs a
+  // token with the role the tables name. Empty: no tokens, everything open.
+  std::string auth_tokens_file;
   // --data_dir and the log's options: state kept there and recovered from it at start; unset:
   // in memory only.
   std::optional<WalOptions> wal;
@@ -65,6 +71,12 @@ class Server {
   void Shutdown();
   // Blocks until Shutdown has completed.
   void Wait();
+
+  // SIGHUP: re-reads the token file (the new tokens answer the next call; open streams go on)
+  // and checks the TLS files (gRPC re-reads them itself within kTlsRefreshSeconds; the http
+  // listener takes them now). On an error what is in force stays, and the error is returned.
+  // OK when there is nothing to reload.
+  absl::Status Reload();
 
  private:
   struct Impl;

@@ -92,6 +92,17 @@ class DeployTest(unittest.TestCase):
             entrypoint = [l for l in f if l.startswith("ENTRYPOINT")][0]
         self.assertIn("--metrics_listen=0.0.0.0:9464", entrypoint + args)
         self.assertIn("--listen=0.0.0.0:50051", entrypoint + args)
+        # ... and so with TLS and tokens, from Secrets mounted read-only.
+        for flag in ("--tls_cert=", "--tls_key=", "--tls_client_ca=", "--auth_tokens="):
+            self.assertIn(flag, args)
+            self.assertIn(flag, entrypoint)
+        self.assertNotIn("--insecure", entrypoint + args)
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        secrets = {v["name"]: v["secret"]["secretName"] for v in template["spec"]["volumes"]}
+        self.assertEqual(secrets, {"tls": "pageownerd-tls", "tokens": "pageownerd-tokens"})
+        for name in secrets:
+            self.assertTrue(mounts[name]["readOnly"], name)
+        self.assertEqual(container["livenessProbe"]["httpGet"]["scheme"], "HTTPS")
 
     def test_systemd_unit_verifies(self):
         analyze = shutil.which("systemd-analyze")
@@ -103,6 +114,11 @@ class DeployTest(unittest.TestCase):
                     "StateDirectory=", "Restart=on-failure", "EnvironmentFile="):
             self.assertIn(key, unit)
         self.assertIn("ExecStart=/usr/local/bin/pageownerd ", unit)
+        self.assertIn("ExecReload=/bin/kill -HUP $MAINPID", unit)
+        with open(repo("deploy", "systemd", "pageownerd-tls.conf")) as f:
+            dropin = f.read()
+        for line in ("LoadCredential=tls.key:", "--tls_key=%d/tls.key", "--auth_tokens="):
+            self.assertIn(line, dropin)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "pageownerd.service")
             with open(path, "w") as f:
@@ -125,9 +141,19 @@ class DeployTest(unittest.TestCase):
     def test_promtool_check_config(self):
         promtool = "/usr/bin/promtool"
         self.assertTrue(os.access(promtool, os.X_OK), "promtool missing: Debian's prometheus")
-        r = subprocess.run([promtool, "check", "config", repo("deploy", "prometheus",
-                                                              "prometheus.yml")],
-                           capture_output=True, text=True)
+        # promtool checks that the token and CA files exist: give it a copy of the config whose
+        # /etc/prometheus/pageownerd/ files are in a temporary directory.
+        with open(repo("deploy", "prometheus", "prometheus.yml")) as f:
+            config = f.read()
+        self.assertIn("bearer_token_file: /etc/prometheus/pageownerd/reader.token", config)
+        self.assertIn("ca_file: /etc/prometheus/pageownerd/ca.crt", config)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("reader.token", "ca.crt"):
+                open(os.path.join(tmp, name), "w").close()
+            path = os.path.join(tmp, "prometheus.yml")
+            with open(path, "w") as f:
+                f.write(config.replace("/etc/prometheus/pageownerd/", tmp + "/"))
+            r = subprocess.run([promtool, "check", "config", path], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_grafana_dashboard(self):
