@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/cli_checks.h"
+#include "client/cmd_app_record.h"
 #include "client/command.h"
 #include "client/commands.h"
 #include "client/credentials.h"
@@ -35,7 +36,7 @@ const std::vector<const Command*>& Commands() {
   static const auto* const kCommands = new std::vector<const Command*>{
       &PageCommand(),     &StackCommand(), &StacksCommand(), &DumpCommand(), &ImportCommand(),
       &SortCommand(),     &StatsCommand(), &ReplayCommand(), &LoadCommand(), &ResetCommand(),
-      &TrackingCommand(), &PprofCommand(), &TokenCommand(), &HelpCommand(),
+      &TrackingCommand(), &PprofCommand(), &TokenCommand(), &AppRecordCommand(), &HelpCommand(),
   };
   return *kCommands;
 }

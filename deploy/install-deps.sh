@@ -17,6 +17,8 @@ build_packages=(
   libabsl-dev
   libgrpc++-dev
   liblzma-dev
+  libunwind-dev
+  libdw-dev
   zlib1g-dev
   libprotobuf-dev
   protobuf-compiler
