@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test run bench clean format crash-test
+.PHONY: all deps configure build test run bench soak clean format crash-test
 
 all: build
 
@@ -37,6 +37,12 @@ crash-test: build
 
 bench: build
 	$(BUILD_DIR)/bin/pageowner-bench memory
+
+# The soak of issue 10: SOAK_STREAMS streams flat out for SOAK_SECONDS, then 10x the limits.
+SOAK_SECONDS ?= 600
+SOAK_STREAMS ?= 64
+soak: build
+	$(BUILD_DIR)/bin/pageowner-bench soak --seconds=$(SOAK_SECONDS) --streams=$(SOAK_STREAMS)
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -152,9 +152,11 @@ void Flags::Bad(const std::string& name, const std::string& v) {
 
 namespace {
 
-testing::DaemonOptions BenchDaemonOptions(const std::string& memory, bool time_v) {
+testing::DaemonOptions BenchDaemonOptions(const std::string& memory, bool time_v,
+                                          const std::vector<std::string>& extra) {
   testing::DaemonOptions o;
   o.flags = {"--memory=" + memory};
+  o.flags.insert(o.flags.end(), extra.begin(), extra.end());
   if (time_v) o.wrapper = {"/usr/bin/time", "-v"};
   o.echo_stderr_prefix = "[pageownerd] ";
   return o;
@@ -162,8 +164,8 @@ testing::DaemonOptions BenchDaemonOptions(const std::string& memory, bool time_v
 
 }  // namespace
 
-Daemon::Daemon(const std::string& memory, bool time_v)
-    : process_(BinDir() + "/pageownerd", BenchDaemonOptions(memory, time_v)) {
+Daemon::Daemon(const std::string& memory, bool time_v, const std::vector<std::string>& extra)
+    : process_(BinDir() + "/pageownerd", BenchDaemonOptions(memory, time_v, extra)) {
   if (process_.address().empty()) {
     std::cerr << "pageowner-bench: pageownerd did not start\n";
     std::exit(1);

@@ -3,6 +3,8 @@
 #ifndef PAGEOWNER_BENCH_BENCH_UTIL_H_
 #define PAGEOWNER_BENCH_BENCH_UTIL_H_
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -60,8 +62,11 @@ std::string BinDir();
 // SIGTERM at the end of its scope. Exits the benchmark with 1 when it does not start.
 class Daemon {
  public:
-  // `time_v`: run it under /usr/bin/time -v (which prints its report when the daemon exits).
-  explicit Daemon(const std::string& memory, bool time_v = false);
+  // `time_v`: run it under /usr/bin/time -v (which prints its report when the daemon exits);
+  // `extra`: more flags.
+  explicit Daemon(const std::string& memory, bool time_v = false,
+                  const std::vector<std::string>& extra = {});
+  bool alive() const { return process_.pid() > 0 && ::kill(process_.pid(), 0) == 0; }
   ~Daemon() { process_.Stop(); }
 
   const std::string& address() const { return process_.address(); }
@@ -78,6 +83,7 @@ class Daemon {
 int Usage();
 int MemoryBench(int argc, char** argv);  // memory_bench.cc
 int IngestBench(Flags flags);            // ingest_bench.cc
+int SoakBench(Flags flags);              // soak_bench.cc
 int GetPageBench(Flags flags);           // getpage_bench.cc
 int ListStacksBench(Flags flags);        // liststacks_bench.cc
 int DumpBench(Flags flags);              // dump_bench.cc

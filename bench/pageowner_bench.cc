@@ -13,6 +13,8 @@
 //       `pageowner dump` of a machine filled with order-0 allocations: MB of text a second.
 //   pageowner-bench rss [--memory 64GiB] [--fill 0.9] [--order N] [--events N] [--time]
 //       the daemon's RSS a page after `pageowner load --fill` (or an --order N fill).
+//   pageowner-bench soak [--seconds 600] [--streams 64] [--overload_seconds 60] ...
+//       64 streams flat out plus queries, then 10x the daemon's limits: RSS, GetPage, refusals.
 #include <iostream>
 #include <string_view>
 #include <utility>
@@ -28,7 +30,9 @@ int Usage() {
                "  getpage    [--events N] [--memory 4GiB] [--batch B]\n"
                "  liststacks [--events N] [--queries Q]\n"
                "  dump       [--memory 4GiB] [--runs R]\n"
-               "  rss        [--memory 64GiB] [--fill 0.9] [--order N] [--events N] [--time]\n";
+               "  rss        [--memory 64GiB] [--fill 0.9] [--order N] [--events N] [--time]\n"
+               "  soak       [--seconds 600] [--streams 64] [--memory 4GiB] [--overload_seconds 60]\n"
+               "             [--rss_cap_mib 1536]\n";
   return 2;
 }
 
@@ -45,5 +49,6 @@ int main(int argc, char** argv) {
   if (mode == "liststacks") return bench::ListStacksBench(std::move(flags));
   if (mode == "dump") return bench::DumpBench(std::move(flags));
   if (mode == "rss") return bench::RssBench(std::move(flags));
+  if (mode == "soak") return bench::SoakBench(std::move(flags));
   return bench::Usage();
 }

@@ -4,7 +4,7 @@
 #include <string>
 #include <utility>
 
-#include "client/status.h"
+#include "wire/status.h"
 #include "grpcpp/grpcpp.h"
 #include "pageowner/v1/pageowner.grpc.pb.h"
 
@@ -23,7 +23,7 @@ absl::StatusOr<Response> Unary(absl::Duration timeout, const Request& request, M
   SetDeadline(&ctx, timeout);
   Response response;
   grpc::Status status = method(&ctx, request, &response);
-  if (!status.ok()) return FromGrpcStatus(status);
+  if (!status.ok()) return wire::FromGrpcStatus(status);
   return response;
 }
 
@@ -119,7 +119,7 @@ absl::Status Client::ListPages(const v1::ListPagesRequest& request,
   }
   grpc::Status status = reader->Finish();
   if (stopped) return absl::OkStatus();
-  return FromGrpcStatus(status);
+  return wire::FromGrpcStatus(status);
 }
 
 std::unique_ptr<Session> Client::StartSession(SessionOptions options) {

@@ -1,6 +1,5 @@
-// Client: the query calls of the PageOwner service, each returning absl::Status(Or), plus the
-// conversions that let core's renderers print what the daemon sent (a PageRecord becomes a core
-// PageOwner; a Stack's frames fill a local SymbolTable).
+// Client: the query calls of the PageOwner service, each returning absl::Status(Or). What the
+// daemon sends becomes core values through the wire library (wire/convert.h).
 #ifndef PAGEOWNER_CLIENT_CLIENT_H_
 #define PAGEOWNER_CLIENT_CLIENT_H_
 
@@ -70,15 +69,6 @@ class Client {
   std::unique_ptr<v1::PageOwner::Stub> stub_;
   ClientOptions options_;
 };
-
-// The conversions the CLI's renderers use, from the wire library (wire/convert.h).
-using wire::ReceivedStack;
-inline PageOwner ToPageOwner(const v1::PageRecord& record, PrintedExtras* storage) {
-  return wire::FromProto(record, storage);
-}
-inline ReceivedStack ReceiveStack(const v1::Stack& stack, SymbolTable* symbols) {
-  return wire::FromProto(stack, symbols);
-}
 
 }  // namespace pageowner::client
 

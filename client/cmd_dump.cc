@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "wire/convert.h"
 #include "client/command.h"
 #include "client/commands.h"
 #include "client/real_kernels.h"
@@ -54,7 +55,7 @@ int RunDump(client::Client& client, Io io, DumpFormat format) {
   request.set_state(v1::PAGE_STATE_ALLOCATED);
   absl::Status status = client.ListPages(request, [&](const v1::ListPagesResponse& chunk) {
     for (const v1::Stack& stack : chunk.stacks()) {
-      frames[stack.handle()] = client::ReceiveStack(stack, &symbols).ips;
+      frames[stack.handle()] = wire::FromProto(stack, &symbols).ips;
     }
     for (const v1::PageRecord& record : chunk.pages()) {
       auto it = frames.find(record.handle());
@@ -65,10 +66,10 @@ int RunDump(client::Client& client, Io io, DumpFormat format) {
           fetch_error = s.status();
           return false;
         }
-        it = frames.emplace(record.handle(), client::ReceiveStack(*s, &symbols).ips).first;
+        it = frames.emplace(record.handle(), wire::FromProto(*s, &symbols).ips).first;
       }
       PrintedExtras extras;
-      AppendPageOwnerBlock(client::ToPageOwner(record, &extras), it->second, symbols, format,
+      AppendPageOwnerBlock(wire::FromProto(record, &extras), it->second, symbols, format,
                            out.buf());
       out.MaybeFlush();
       if (!out.ok()) return false;  // a full disk or a closed pipe: stop reading

@@ -1,5 +1,6 @@
-// `pageowner replay FILE [--batch N] [--format jsonl|ftrace]`: the events of a JSON-lines file
-// (replay_format.h) on one ingest stream; --format ftrace is real_kernels.cc's RunReplayFtrace.
+// `pageowner replay FILE [--batch N] [--format jsonl|ftrace] [--trusted]`: the events of a
+// JSON-lines file (replay_format.h) on one ingest stream; --format ftrace is real_kernels.cc's
+// RunReplayFtrace.
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -18,7 +19,7 @@
 #include "client/commands.h"
 #include "client/real_kernels.h"
 #include "client/replay_format.h"
-#include "client/status.h"
+#include "wire/status.h"
 
 namespace pageowner::cli {
 namespace {
@@ -43,6 +44,7 @@ absl::StatusOr<ReplayCommandOptions> ParseReplay(const CommandLine& line) {
         absl::StrCat("replay: unknown --format '", format, "': jsonl or ftrace"));
   }
   o.ftrace = format == "ftrace";
+  o.replay.trusted = HasFlag(line, "trusted");
   return o;
 }
 
@@ -68,14 +70,14 @@ struct ReplayTally {
       counts.Add(r.code);
       if (r.ok()) continue;
       if (++failed <= kMaxFailuresShown) {
-        err << "replay: line " << line_of[r.seq] << ": " << client::CodeName(r.code) << ": "
+        err << "replay: line " << line_of[r.seq] << ": " << wire::CodeName(r.code) << ": "
             << r.message << "\n";
       }
     }
   }
 };
 
-void Send(const ReplayEvent& e, Session* session) {
+void Send(const ReplayEvent& e, bool trusted, Session* session) {
   const client::Task task{e.pid, e.tgid, e.comm};
   switch (e.kind) {
     case ReplayKind::kAlloc:
@@ -84,14 +86,17 @@ void Send(const ReplayEvent& e, Session* session) {
                       .stack = e.stack,
                       .task = task,
                       .ts_ns = e.ts_ns,
-                      .pfn = e.pfn ? std::optional<Pfn>(Pfn(*e.pfn)) : std::nullopt});
+                      .pfn = e.pfn ? std::optional<Pfn>(Pfn(*e.pfn)) : std::nullopt,
+                      .trusted = trusted,
+                      .early = false});
       break;
     case ReplayKind::kFree:
       session->Free({.pfn = Pfn(*e.pfn),
                      .order = Order(e.order),
                      .stack = e.stack,
                      .task = task,
-                     .ts_ns = e.ts_ns});
+                     .ts_ns = e.ts_ns,
+                     .trusted = trusted});
       break;
     case ReplayKind::kMigrate:
       session->Migrate(
@@ -107,7 +112,7 @@ void Send(const ReplayEvent& e, Session* session) {
 
 // Every line of `in` as an event on `session`: blank and '#' lines skipped, bad ones reported
 // and counted, results taken every 1024 events with a progress line each second.
-void SendLines(std::istream& in, Session* session, ReplayTally* tally, Io io) {
+void SendLines(std::istream& in, bool trusted, Session* session, ReplayTally* tally, Io io) {
   Progress progress;
   std::string text;
   uint64_t lineno = 0;
@@ -123,7 +128,7 @@ void SendLines(std::istream& in, Session* session, ReplayTally* tally, Io io) {
       continue;
     }
     tally->line_of.push_back(lineno);
-    Send(*e, session);
+    Send(*e, trusted, session);
     if ((tally->line_of.size() & 1023) == 0) {
       tally->Take(session, io.err);
       if (progress.Due()) {
@@ -139,14 +144,16 @@ void SendLines(std::istream& in, Session* session, ReplayTally* tally, Io io) {
 const Command& ReplayCommand() {
   static const auto* const kCommand = new Command{
       .name = "replay",
-      .synopsis = "replay FILE [--batch N] [--format jsonl|ftrace]",
+      .synopsis = "replay FILE [--batch N] [--format jsonl|ftrace] [--trusted]",
       .summary =
           "sends the events of a JSON-lines file (- for stdin; format: client/REPLAY_FORMAT.md);\n"
           "bad lines are reported and skipped; prints the results by code. --format ftrace reads\n"
-          "a kmem:mm_page_alloc/mm_page_free text trace (.gz, .xz too)",
+          "a kmem:mm_page_alloc/mm_page_free text trace (.gz, .xz too). --trusted: the events\n"
+          "happened on a real machine: allocations over allocated pages free them implicitly,\n"
+          "frees of part of a block split it, frees of free pages are ignored (counted in stats)",
       .min_positional = 1,
       .max_positional = 1,
-      .flags = {{"batch", true}, {"format", true}},
+      .flags = {{"batch", true}, {"format", true}, {"trusted", false}},
       .parse = Steps(ParseReplay, RunReplayCommand),
   };
   return *kCommand;
@@ -171,7 +178,7 @@ int RunReplay(client::Client& client, const ReplayOptions& options, Io io) {
   session_options.batch_events = options.batch;
   std::unique_ptr<Session> session = client.StartSession(std::move(session_options));
   ReplayTally tally;
-  SendLines(*in, session.get(), &tally, io);
+  SendLines(*in, options.trusted, session.get(), &tally, io);
   const absl::Status status = session->Finish();
   tally.Take(session.get(), io.err);
   if (tally.failed > kMaxFailuresShown) {

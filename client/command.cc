@@ -9,10 +9,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/cli_checks.h"
-#include "client/json_out.h"
 #include "client/credentials.h"
+#include "client/json_out.h"
 #include "client/real_kernels.h"
-#include "client/status.h"
 #include "core/strings.h"
 #include "wire/status.h"
 
@@ -129,8 +128,7 @@ std::string FormatRate(double per_second) { return absl::StrFormat("%.0f", per_s
 
 std::string CodeCounts::Summary() const {
   std::vector<std::string> parts;
-  for (const auto& [code, n] : counts_)
-    parts.push_back(absl::StrCat(client::CodeName(code), " ", n));
+  for (const auto& [code, n] : counts_) parts.push_back(absl::StrCat(wire::CodeName(code), " ", n));
   return parts.empty() ? "none" : absl::StrJoin(parts, ", ");
 }
 

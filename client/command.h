@@ -71,10 +71,11 @@ const Command& SortCommand();
 const Command& StatsCommand();
 const Command& ReplayCommand();
 const Command& LoadCommand();
-const Command& TokenCommand();
 const Command& ResetCommand();     // cmd_admin.cc
 const Command& TrackingCommand();  // cmd_admin.cc
 const Command& PprofCommand();
+const Command& RecordCommand();  // cmd_record.cc: --kernel, or `-- CMD` (cmd_app_record.cc)
+const Command& TokenCommand();
 
 // ---- Reading a parsed line ----
 

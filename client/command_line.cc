@@ -1,6 +1,5 @@
-// The command table and the command line: `pageowner help`'s text,
-// ParseCommandLine shaping argv by the table, and Dispatch running a parsed
-// line through its command's parse and run steps.
+// The command table and the command line: `pageowner help`'s text, ParseCommandLine shaping argv
+// by the table, and Dispatch running a parsed line through its command's parse and run steps.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -34,9 +33,9 @@ const Command& HelpCommand() {
 
 const std::vector<const Command*>& Commands() {
   static const auto* const kCommands = new std::vector<const Command*>{
-      &PageCommand(),     &StackCommand(), &StacksCommand(), &DumpCommand(), &ImportCommand(),
-      &SortCommand(),     &StatsCommand(), &ReplayCommand(), &LoadCommand(), &ResetCommand(),
-      &TrackingCommand(), &PprofCommand(), &TokenCommand(), &AppRecordCommand(), &HelpCommand(),
+      &PageCommand(),     &StackCommand(),  &StacksCommand(), &DumpCommand(),  &ImportCommand(),
+      &SortCommand(),     &StatsCommand(),  &ReplayCommand(), &LoadCommand(),  &ResetCommand(),
+      &TrackingCommand(), &RecordCommand(), &TokenCommand(),  &PprofCommand(), &HelpCommand(),
   };
   return *kCommands;
 }
@@ -68,9 +67,8 @@ absl::Status UsageStatus(std::string_view command, std::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(Sv(message), "\n", UsageHint(command)));
 }
 
-// One "--name[=value]" at args[*i] (taking the value from the next argument
-// when the flag needs one), into line->server or line->flags. `spec` is null
-// before the command.
+// One "--name[=value]" at args[*i] (taking the value from the next argument when the flag needs
+// one), into line->server or line->flags. `spec` is null before the command.
 absl::Status ParseFlag(const std::vector<std::string>& args, size_t* i, const Command* spec,
                        CommandLine* line) {
   const std::string_view cmd = spec ? spec->name : "";
@@ -112,8 +110,7 @@ absl::Status ParseFlag(const std::vector<std::string>& args, size_t* i, const Co
   return absl::OkStatus();
 }
 
-// The checks once every argument is read: help wins, then a command and its
-// positional count.
+// The checks once every argument is read: help wins, then a command and its positional count.
 absl::StatusOr<CommandLine> Finish(CommandLine line, const Command* spec, bool help) {
   if (help || (spec != nullptr && spec->name == "help")) {
     line.command = "help";
@@ -138,8 +135,7 @@ std::string Usage() {
   std::string out =
       "usage: pageowner [--server=HOST:PORT] COMMAND [ARGS]\n"
       "\n"
-      "Asks a pageownerd daemon who owns the pages of its "
-      "simulated machine, in the Linux\n"
+      "Asks a pageownerd daemon who owns the pages of its simulated machine, in the Linux\n"
       "kernel's page_owner formats, and feeds it events.\n"
       "\n"
       "commands:\n";
@@ -149,46 +145,38 @@ std::string Usage() {
       absl::StrAppend(&out, "      ", line, "\n");
     }
   }
-  absl::StrAppend(&out,
-                  "\n"
-                  "flags:\n"
-                  "  --server=HOST:PORT   the daemon (default ",
-                  Sv(kDefaultServer),
-                  "; HOST alone:\n"
-                  "                       port 50051; not a URL)\n"
-                  "  --help, -h           this text\n"
-                  "  --version            the version of this build\n"
-                  "  --tls_ca=FILE        TLS: the CA that signed the daemon's certificate "
-                  "(PAGEOWNER_TLS_CA)\n"
-                  "  --tls_cert=FILE, --tls_key=FILE\n"
-                  "                       mutual TLS: this client's certificate and key "
-                  "(PAGEOWNER_TLS_CERT,\n"
-                  "                       PAGEOWNER_TLS_KEY)\n"
-                  "  --token_file=FILE    a file holding the token sent with every call "
-                  "(PAGEOWNER_TOKEN_FILE)\n"
-                  "  --batch N            replay, load, import: events a batch on the "
-                  "stream (default\n"
-                  "                       4096; above the daemon's --max_batch_events, "
-                  "batches of that)\n"
-                  "\n"
-                  "Numbers are decimal or 0x hex.\n"
-                  "\n"
-                  "--json: the proto's field names; bytes (comm, symbols, texts) as "
-                  "strings, valid UTF-8 as\n"
-                  "is and every other byte (and the backslash) as \\xHH; 64-bit integers "
-                  "as numbers up to\n"
-                  "2^53, above as decimal strings; ip, page_flags and content_id as "
-                  "\"0x...\" strings.\n"
-                  "\n"
-                  "Exit codes, the same for every command:\n"
-                  "  0    everything printed, every event or block applied\n"
-                  "  1    an rpc failed, or the daemon refused something (even one event "
-                  "of many)\n"
-                  "  2    bad usage, or an input with nothing usable in it (a directory, "
-                  "no valid line)\n"
-                  "  3    the output could not be written (a full disk, a closed pipe)\n"
-                  "  130  interrupted (Ctrl-C), after printing what was sent and "
-                  "applied\n");
+  absl::StrAppend(
+      &out,
+      "\n"
+      "flags:\n"
+      "  --server=HOST:PORT   the daemon (default ",
+      Sv(kDefaultServer),
+      "; HOST alone:\n"
+      "                       port 50051; not a URL)\n"
+      "  --tls_ca=FILE        TLS: the CA that signed the daemon's certificate "
+      "(PAGEOWNER_TLS_CA)\n"
+      "  --tls_cert=FILE, --tls_key=FILE\n"
+      "                       mutual TLS: this client's certificate and key (PAGEOWNER_TLS_CERT,\n"
+      "                       PAGEOWNER_TLS_KEY)\n"
+      "  --token_file=FILE    a file holding the token sent with every call "
+      "(PAGEOWNER_TOKEN_FILE)\n"
+      "  --help, -h           this text\n"
+      "  --version            the version of this build\n"
+      "  --batch N            replay, load, import: events a batch on the stream (default\n"
+      "                       4096; above the daemon's --max_batch_events, batches of that)\n"
+      "\n"
+      "Numbers are decimal or 0x hex.\n"
+      "\n"
+      "--json: the proto's field names; bytes (comm, symbols, texts) as strings, valid UTF-8 as\n"
+      "is and every other byte (and the backslash) as \\xHH; 64-bit integers as numbers up to\n"
+      "2^53, above as decimal strings; ip, page_flags and content_id as \"0x...\" strings.\n"
+      "\n"
+      "Exit codes, the same for every command:\n"
+      "  0    everything printed, every event or block applied\n"
+      "  1    an rpc failed, or the daemon refused something (even one event of many)\n"
+      "  2    bad usage, or an input with nothing usable in it (a directory, no valid line)\n"
+      "  3    the output could not be written (a full disk, a closed pipe)\n"
+      "  130  interrupted (Ctrl-C), after printing what was sent and applied\n");
   return out;
 }
 
@@ -276,8 +264,7 @@ int Dispatch(const CommandLine& line, Io io) {
   if (command == nullptr || !command->parse) {
     return UsageError(io, "", UnknownCommandMessage(line.command));
   }
-  // Values are checked before anything is sent, so that bad usage never reaches
-  // the daemon.
+  // Values are checked before anything is sent, so that bad usage never reaches the daemon.
   absl::StatusOr<Runner> run = command->parse(line);
   if (!run.ok()) return UsageError(io, line.command, std::string(run.status().message()));
   const absl::StatusOr<std::string> target = ServerTarget(line.server);

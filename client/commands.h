@@ -114,6 +114,9 @@ int RunStats(client::Client& client, const StatsOptions& options, Io io);
 struct ReplayOptions {
   std::string file;  // "-": io.in
   size_t batch = 4096;
+  // --trusted: the events happened on a real machine (EVENT_FLAG_TRUSTED): applied over what
+  // the daemon believes, each repair counted in `stats` (core/machine.h, "Trusted events").
+  bool trusted = false;
 };
 int RunReplay(client::Client& client, const ReplayOptions& options, Io io);
 

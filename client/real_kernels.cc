@@ -1,4 +1,3 @@
-#include "core/strings.h"
 #include "client/real_kernels.h"
 
 #include <lzma.h>
@@ -14,7 +13,6 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/str_cat.h"
 #include "absl/numeric/int128.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -22,10 +20,11 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/command.h"
-#include "wire/status.h"
 #include "core/dump_parser.h"
 #include "core/ftrace_parser.h"
 #include "core/page_owner_sort.h"
+#include "core/strings.h"
+#include "wire/status.h"
 
 namespace pageowner::cli {
 namespace {
@@ -34,7 +33,6 @@ using client::Client;
 using client::IngestResult;
 using client::Session;
 using client::SessionOptions;
-
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -344,8 +342,8 @@ int RunImport(Client& client, const ImportOptions& options, Io io) {
       blocks, pages, report.lines, report.bytes, seconds, codes, report.records_skipped,
       report.records_truncated, report.problems_total);
   if (!final_status.ok()) {
-    io.err << "pageowner: " << wire::CodeName(final_status.code()) << ": "
-           << final_status.message() << "\n";
+    io.err << "pageowner: " << wire::CodeName(final_status.code()) << ": " << final_status.message()
+           << "\n";
     return kExitServerError;
   }
   if (blocks == 0) {
@@ -413,6 +411,7 @@ int RunReplayFtrace(Client& client, const ReplayOptions& options, Io io) {
       spec.task = task;
       spec.ts_ns = e.timestamp_ns;
       spec.pfn = e.pfn;
+      spec.trusted = options.trusted;
       outcomes.Note(session->Alloc(spec), e.line, "mm_page_alloc");
     } else {
       client::FreeSpec spec;
@@ -421,6 +420,7 @@ int RunReplayFtrace(Client& client, const ReplayOptions& options, Io io) {
       if (!frames.empty()) spec.stack = frames;
       spec.task = task;
       spec.ts_ns = e.timestamp_ns;
+      spec.trusted = options.trusted;
       outcomes.Note(session->Free(spec), e.line, TraceEventKindName(e.kind));
     }
   });
@@ -454,8 +454,8 @@ int RunReplayFtrace(Client& client, const ReplayOptions& options, Io io) {
               "them)\n";
   }
   if (!final_status.ok()) {
-    io.err << "pageowner: " << wire::CodeName(final_status.code()) << ": "
-           << final_status.message() << "\n";
+    io.err << "pageowner: " << wire::CodeName(final_status.code()) << ": " << final_status.message()
+           << "\n";
     return kExitServerError;
   }
   if (events == 0) {

@@ -9,6 +9,7 @@
 #include "client/client.h"
 #include "core/reports.h"
 #include "google/protobuf/descriptor.h"
+#include "wire/convert.h"
 
 namespace pageowner::cli {
 namespace {
@@ -82,7 +83,7 @@ std::string RenderPage(const v1::GetPageResponse& resp, const v1::Stack& alloc_s
   if (p.owner && p.allocated && p.handle.valid()) {
     AppendPageOwnerBlock(p, alloc.ips, symbols, DumpFormat::kToday, &out);
   } else {
-    const client::ReceivedStack freed = client::ReceiveStack(resp.free_stack(), &symbols);
+    const wire::ReceivedStack freed = wire::FromProto(resp.free_stack(), &symbols);
     out = DumpPageOwnerText(p, alloc.ips, freed.ips, symbols);
   }
   return out;
@@ -90,7 +91,7 @@ std::string RenderPage(const v1::GetPageResponse& resp, const v1::Stack& alloc_s
 
 std::string RenderStack(const v1::Stack& stack) {
   SymbolTable symbols;
-  const client::ReceivedStack s = client::ReceiveStack(stack, &symbols);
+  const wire::ReceivedStack s = wire::FromProto(stack, &symbols);
   std::string out;
   for (uint64_t ip : s.ips) {
     out.push_back(' ');
@@ -104,7 +105,7 @@ std::string RenderStack(const v1::Stack& stack) {
 
 void AppendStacksEntry(const v1::Stack& stack, bool handles, bool allocations, SymbolTable* symbols,
                        std::string* out) {
-  const client::ReceivedStack s = client::ReceiveStack(stack, symbols);
+  const wire::ReceivedStack s = wire::FromProto(stack, symbols);
   AppendStackEntry(s.usage(), *symbols, handles ? StacksView::kStacksHandles : StacksView::kStacks,
                    out);
   // Ours, not the kernel's, before the entry's blank line: the content id and the pages under

@@ -4,14 +4,14 @@
 #include <deque>
 #include <utility>
 
-#include "wire/convert.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "client/status.h"
 #include "grpcpp/grpcpp.h"
 #include "pageowner/v1/pageowner.grpc.pb.h"
 #include "pageowner/v1/pageowner.pb.h"
+#include "wire/convert.h"
+#include "wire/status.h"
 
 namespace pageowner::client {
 namespace {
@@ -118,7 +118,7 @@ class Session::Stream final : public grpc::ClientBidiReactor<v1::EventBatch, v1:
     Close();
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(&done_));
-    return FromGrpcStatus(final_);
+    return wire::FromGrpcStatus(final_);
   }
 
   // Results for events that were never sent.
@@ -296,7 +296,7 @@ class Session::Stream final : public grpc::ClientBidiReactor<v1::EventBatch, v1:
   // The status for events the stream will never answer.
   absl::Status EndStatus() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!protocol_error_.ok()) return protocol_error_;
-    absl::Status s = FromGrpcStatus(final_);
+    absl::Status s = wire::FromGrpcStatus(final_);
     if (!s.ok()) return s;
     return absl::AbortedError("the stream ended before this event was answered");
   }
@@ -305,7 +305,7 @@ class Session::Stream final : public grpc::ClientBidiReactor<v1::EventBatch, v1:
     std::vector<IngestResult> out(b.count);
     const v1::BatchResult& a = answer_;
     const bool batch_failed = a.code() != 0;
-    const absl::Status batch_status = StatusFromRpc(a.code(), a.message());
+    const absl::Status batch_status = wire::StatusFromRpc(a.code(), a.message());
     const bool mismatch = a.sequence() != b.sequence;
     for (size_t i = 0; i < b.count; ++i) {
       IngestResult& r = out[i];
@@ -327,7 +327,7 @@ class Session::Stream final : public grpc::ClientBidiReactor<v1::EventBatch, v1:
             absl::StrCat("the daemon answered ", a.event_code_size(), " events of ", b.count);
         continue;
       }
-      r.code = CodeFromRpc(a.event_code(static_cast<int>(i)));
+      r.code = wire::CodeFromRpc(a.event_code(static_cast<int>(i)));
       if (static_cast<int>(i) < a.event_pfn_size()) r.pfn = Pfn(a.event_pfn(static_cast<int>(i)));
       if (static_cast<int>(i) < a.event_handle_size()) {
         r.handle = StackHandle(a.event_handle(static_cast<int>(i)));

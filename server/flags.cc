@@ -1,4 +1,3 @@
-#include "core/strings.h"
 #include "server/flags.h"
 
 #include <algorithm>
@@ -13,8 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/machine.h"
-#include "core/status_macros.h"
 #include "core/stack_depot.h"
+#include "core/status_macros.h"
+#include "core/strings.h"
 #include "core/types.h"
 #include "server/auth.h"
 #include "server/metrics.h"
@@ -265,8 +265,8 @@ absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags) {
   options.max_stream_definition_bytes = flags.max_stream_definition_bytes;
   absl::StatusOr<uint64_t> grpc_memory = ParseMemorySize(flags.max_grpc_memory);
   if (!grpc_memory.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--max_grpc_memory=", flags.max_grpc_memory, ": ", grpc_memory.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("--max_grpc_memory=", flags.max_grpc_memory,
+                                                   ": ", grpc_memory.status().message()));
   }
   if (*grpc_memory < (uint64_t{64} << 20)) {
     return absl::InvalidArgumentError(

@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
   namespace srv = pageowner::server;
   constexpr char kUsage[] =
       "pageownerd [flags]: the page_owner daemon. Serves pageowner.v1.PageOwner, grpc.health.v1 "
-      "and server reflection;\nSIGINT or SIGTERM shuts it down gracefully (exit 0); SIGHUP re-reads "
+      "and server reflection;\nSIGINT or SIGTERM shuts it down gracefully (exit 0); SIGHUP "
+      "re-reads "
       "the token file and the TLS files; a bad flag exits 2.";
   absl::SetProgramUsageMessage(kUsage);
   // Ours, before Abseil's --version (which prints only whether NDEBUG was defined).
@@ -115,29 +116,28 @@ int main(int argc, char** argv) {
     return Fail(std::string(s.message()));
   }
   absl::ParseCommandLine(argc, argv);
-  absl::StatusOr<srv::ServerOptions> options =
-      srv::MakeServerOptions({.listen = absl::GetFlag(FLAGS_listen),
-                              .memory = absl::GetFlag(FLAGS_memory),
-                              .stack_depth = absl::GetFlag(FLAGS_stack_depth),
-                              .depot_max_pools = absl::GetFlag(FLAGS_depot_max_pools),
-                              .max_batch_events = absl::GetFlag(FLAGS_max_batch_events),
-                              .max_symbol_bytes = absl::GetFlag(FLAGS_max_symbol_bytes),
-                              .max_stream_definition_bytes =
-                                  absl::GetFlag(FLAGS_max_stream_definition_bytes),
-                              .max_streams = absl::GetFlag(FLAGS_max_streams),
-                              .max_grpc_memory = absl::GetFlag(FLAGS_max_grpc_memory),
-                              .tracking = absl::GetFlag(FLAGS_tracking),
+  absl::StatusOr<srv::ServerOptions> options = srv::MakeServerOptions(
+      {.listen = absl::GetFlag(FLAGS_listen),
+       .memory = absl::GetFlag(FLAGS_memory),
+       .stack_depth = absl::GetFlag(FLAGS_stack_depth),
+       .depot_max_pools = absl::GetFlag(FLAGS_depot_max_pools),
+       .max_batch_events = absl::GetFlag(FLAGS_max_batch_events),
+       .max_symbol_bytes = absl::GetFlag(FLAGS_max_symbol_bytes),
+       .max_stream_definition_bytes = absl::GetFlag(FLAGS_max_stream_definition_bytes),
+       .max_streams = absl::GetFlag(FLAGS_max_streams),
+       .max_grpc_memory = absl::GetFlag(FLAGS_max_grpc_memory),
+       .tracking = absl::GetFlag(FLAGS_tracking),
        .tls_cert = absl::GetFlag(FLAGS_tls_cert),
        .tls_key = absl::GetFlag(FLAGS_tls_key),
        .tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca),
        .auth_tokens = absl::GetFlag(FLAGS_auth_tokens),
        .insecure = absl::GetFlag(FLAGS_insecure),
-                              .metrics_listen = absl::GetFlag(FLAGS_metrics_listen),
-                              .data_dir = absl::GetFlag(FLAGS_data_dir),
-                              .fsync = absl::GetFlag(FLAGS_fsync),
-                              .fsync_interval_ms = absl::GetFlag(FLAGS_fsync_interval_ms),
-                              .wal_segment_bytes = absl::GetFlag(FLAGS_wal_segment_bytes),
-                              .wal_recovery = absl::GetFlag(FLAGS_wal_recovery)});
+       .metrics_listen = absl::GetFlag(FLAGS_metrics_listen),
+       .data_dir = absl::GetFlag(FLAGS_data_dir),
+       .fsync = absl::GetFlag(FLAGS_fsync),
+       .fsync_interval_ms = absl::GetFlag(FLAGS_fsync_interval_ms),
+       .wal_segment_bytes = absl::GetFlag(FLAGS_wal_segment_bytes),
+       .wal_recovery = absl::GetFlag(FLAGS_wal_recovery)});
   if (!options.ok()) return Fail(std::string(options.status().message()));
 
   // Block the signals in every thread (gRPC's start after this) and take them in one.

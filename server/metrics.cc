@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -502,7 +503,7 @@ MetricsHttpServer::~MetricsHttpServer() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& address, const MetricsExporter* exporter, std::function<bool()> serving,
-    HttpSecurity security) {
+    HttpSecurity security, std::vector<HttpRoute> routes) {
   absl::StatusOr<std::pair<std::string, int>> host_port = SplitHostPort(address);
   if (!host_port.ok()) return host_port.status();
   auto impl = std::make_unique<Impl>();
@@ -536,6 +537,19 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
              res.status = ok ? 200 : 503;
              res.set_content(ok ? "ok\n" : "draining\n", "text/plain; charset=utf-8");
            });
+  // More GET paths (the pprof profile, the web page and its data: server/viz_http.h).
+  for (HttpRoute& route : routes) {
+    http.Get(route.path,  // a regex to httplib; ours have no special characters but '.'
+             [handler = std::move(route.handler)](const httplib::Request& req,
+                                                  httplib::Response& res) {
+               std::map<std::string, std::string> params;
+               for (const auto& [k, v] : req.params) params.emplace(k, v);
+               HttpReply reply = handler(params);
+               res.status = reply.status;
+               for (const auto& [k, v] : reply.headers) res.set_header(k, v);
+               res.set_content(std::move(reply.body), reply.content_type);
+             });
+  }
   const auto& [host, port] = *host_port;
   int bound = port;
   if (port == 0) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
@@ -24,6 +25,7 @@
 #include "core/types.h"
 #include "grpcpp/support/server_interceptor.h"
 #include "server/auth.h"
+#include "server/http_route.h"
 #include "server/ingest.h"
 #include "server/shared_machine.h"
 #include "server/tls.h"
@@ -134,7 +136,8 @@ class MetricsHttpServer {
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& address,
                                                                   const MetricsExporter* exporter,
                                                                   std::function<bool()> serving,
-                                                                  HttpSecurity security = {});
+                                                                  HttpSecurity security = {},
+                                                                  std::vector<HttpRoute> routes = {});
   // Stop()s.
   ~MetricsHttpServer();
   MetricsHttpServer(const MetricsHttpServer&) = delete;

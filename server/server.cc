@@ -16,6 +16,7 @@
 #include "grpc/support/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
@@ -23,8 +24,8 @@
 #include "server/grpc_security.h"
 #include "server/metrics.h"
 #include "server/service.h"
-#include "grpcpp/resource_quota.h"
 #include "server/shared_machine.h"
+#include "server/viz_http.h"
 
 namespace pageowner::server {
 namespace {
@@ -157,6 +158,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     impl->exporter = std::make_unique<MetricsExporter>(
         &impl->machine, &impl->service.counters(), &impl->rpc_metrics,
         impl->tokens != nullptr ? &impl->audit : nullptr);
+    if (impl->wal != nullptr) impl->exporter->AttachWal(&impl->wal->metrics());
     if (options.tls.enabled()) {
       absl::StatusOr<std::unique_ptr<HttpTls>> tls = HttpTls::Load(options.tls);
       if (!tls.ok()) {
@@ -170,7 +172,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
         options.metrics_listen_address, impl->exporter.get(),
         [raw] { return raw->serving.load(std::memory_order_relaxed); },
         HttpSecurity{
-            .tokens = impl->tokens.get(), .audit = &impl->audit, .tls = impl->http_tls.get()});
+            .tokens = impl->tokens.get(), .audit = &impl->audit, .tls = impl->http_tls.get()},
+        VizRoutes(&impl->machine));
     if (!http.ok()) {
       impl->server->Shutdown();
       return http.status();

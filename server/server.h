@@ -12,8 +12,8 @@
 #include "absl/status/statusor.h"
 #include "core/machine.h"
 #include "server/limits.h"
-#include "server/tls.h"
 #include "server/wal.h"
+#include "server/tls.h"
 
 namespace pageowner::server {
 
@@ -31,14 +31,14 @@ struct ServerOptions {
   // host:port of the http endpoint serving /metrics and /healthz (port 0: any free port, see
   // metrics_port()); empty: none.
   std::string metrics_listen_address;
+  // --data_dir and the log's options: state kept there and recovered from it at start; unset:
+  // in memory only.
+  std::optional<WalOptions> wal;
   // TLS for the gRPC port and the http listener (server/tls.h); none: plaintext.
   TlsFiles tls;
   // The token file (server/auth.h): every call and every http path but the open ones needs a
   // token with the role the tables name. Empty: no tokens, everything open.
   std::string auth_tokens_file;
-  // --data_dir and the log's options: state kept there and recovered from it at start; unset:
-  // in memory only.
-  std::optional<WalOptions> wal;
 };
 
 // Thread-safety: every method may be called from any thread; Shutdown and Wait typically from

@@ -13,8 +13,8 @@
 #include "core/status_macros.h"
 #include "server/pprof.h"
 #include "server/reactor_util.h"
-#include "wire/status.h"
 #include "wire/convert.h"
+#include "wire/status.h"
 
 namespace pageowner::server {
 namespace {
@@ -105,11 +105,10 @@ grpc::ServerUnaryReactor* PageOwnerService::ListStacks(grpc::CallbackServerConte
   if (!order.ok()) return Reply(context, order.status());
   // Usage values are copied under the lock and sorted outside it; frames stay valid for the
   // depot's lifetime.
-  std::vector<StackUsage> stacks =
-      machine_->Read([&](const Machine& m) {
-        return request->include_empty() ? AllStacks(m.depot())
-                                        : StacksOwning(m.depot(), request->threshold());
-      });
+  std::vector<StackUsage> stacks = machine_->Read([&](const Machine& m) {
+    return request->include_empty() ? AllStacks(m.depot())
+                                    : StacksOwning(m.depot(), request->threshold());
+  });
   OrderStacks(*order, request->top(), &stacks);
   int64_t total = 0;
   for (const StackUsage& s : stacks) {

@@ -124,7 +124,7 @@ TEST(RealKernelsEndToEnd, Linux612DumpRoundTripsAndSortsLikeTheKernelsTool) {
   EXPECT_EQ(r.code, 2) << r.err;
 
   // show_stacks: read from the kernel after page_owner, so the tasks that read the results out
-  // changed a few counts; and the kernel does not count early pages on their stack.
+  // changed a few counts; neither the kernel nor we count early pages on their stack.
   r = d.Cli({"stacks"});
   ASSERT_EQ(r.code, 0) << r.err;
   const std::map<std::string, int64_t> ours = StackEntries(r.out);
@@ -141,13 +141,13 @@ TEST(RealKernelsEndToEnd, Linux612DumpRoundTripsAndSortsLikeTheKernelsTool) {
   EXPECT_EQ(real.size(), 761u);
   EXPECT_EQ(real_only, 0);  // every real stack is ours too
   EXPECT_EQ(same, 754);     // 7 counts differ
-  EXPECT_EQ(ours.size(), 768u);
-  EXPECT_EQ(ours_pages, 39271);  // the dump's pages
+  EXPECT_EQ(ours.size(), 767u);
+  EXPECT_EQ(ours_pages, 39271 - 1819);  // the dump's pages but its 1819 early pages
   EXPECT_EQ(real_pages, 37178);
   const std::string early =
       " register_early_stack+0x4b/0x80\n init_page_owner+0x34/0x290\n mm_core_init+0x9b/0x110\n"
       " start_kernel+0x2a5/0x810\n";
-  EXPECT_EQ(ours.at(early), 1819);
+  EXPECT_EQ(ours.count(early), 0u);
   EXPECT_EQ(real.count(early), 0u);
 }
 

@@ -266,8 +266,8 @@ def check_tls_and_tokens(d, daemon, tokens):
     results = list(stub.Ingest(iter([alloc_batch(1, 100)]), metadata=bearer(tokens["writer"]),
                                timeout=10))
     assert [x.code for x in results] == [0], results
-    assert stub.GetPage(PB.GetPageRequest(pfn=100), metadata=bearer(tokens["reader"]),
-                        timeout=5).HasField("record")
+    page = stub.GetPage(PB.GetPageRequest(pfn=100), metadata=bearer(tokens["reader"]), timeout=5)
+    assert b"auth_test" in page.page_owner_text, page
     assert stats().allocs == 1
     t = stub.SetTracking(PB.SetTrackingRequest(on=True), metadata=admin, timeout=5)
     assert t.tracking
@@ -310,6 +310,7 @@ def check_cli(d, daemon):
     handshake = subprocess.run([ARGS.pageowner, target, "stats"], capture_output=True, text=True,
                                env=env)
     assert handshake.returncode == 1 and "UNAVAILABLE" in handshake.stderr, handshake
+    # Plaintext to a TLS port: the hint names the TLS flags.
     assert "--tls_ca=FILE" in handshake.stderr, handshake.stderr
     missing = subprocess.run([ARGS.pageowner, target, "--token_file=%s/nope" % d, "stats"],
                              capture_output=True, text=True, env=env)

@@ -105,13 +105,14 @@ TEST(MetricsTest, SplitHostPort) {
 }
 
 TEST(MetricsTest, MetricsListenFlag) {
-  FlagValues flags{.listen = "127.0.0.1:50051",
-                   .memory = "64MiB",
-                   .stack_depth = 16,
-                   .depot_max_pools = 8192,
-                   .max_batch_events = 1024,
-                   .tracking = true,
-                   .metrics_listen = "none"};
+  FlagValues flags;
+  flags.listen = "127.0.0.1:50051";
+  flags.memory = "64MiB";
+  flags.stack_depth = 16;
+  flags.depot_max_pools = 8192;
+  flags.max_batch_events = 1024;
+  flags.tracking = true;
+  flags.metrics_listen = "none";
   EXPECT_EQ(MakeServerOptions(flags)->metrics_listen_address, "");
   flags.metrics_listen = "0.0.0.0:9464";
   EXPECT_EQ(MakeServerOptions(flags)->metrics_listen_address, "0.0.0.0:9464");
