@@ -1,6 +1,6 @@
-// `pageowner record --kernel [--duration T] [--mount-tracefs] [--no-attach] [--batch N]`: the live
-// kernel's page allocations and frees, with their call chains, streamed into the daemon
-// (client/kernel_record.h). Without --kernel the line is `record ... -- CMD ARGS`, the
+// `pageowner record --kernel [--duration T] [--mount-tracefs] [--no-attach] [--ring-pages N]
+// [--batch N]`: the live kernel's page allocations and frees, with their call chains, streamed
+// into the daemon (client/kernel_record.h). Without --kernel the line is `record ... -- CMD ARGS`, the
 // preload recorder (cmd_app_record.cc), which shares the row.
 #include <signal.h>
 
@@ -47,6 +47,18 @@ absl::StatusOr<KernelRecordCommandOptions> ParseKernelRecord(const CommandLine& 
   absl::StatusOr<size_t> batch = BatchFlag(line, o.record.batch);
   if (!batch.ok()) return batch.status();
   o.record.batch = *batch;
+  // 8 MiB a cpu: at ~250 bytes a sample with its chain, ~30000 samples, enough for the reader
+  // to be off the cpu for a tenth of a second under a page-heavy load without losing any.
+  o.record.perf.ring_pages = 2048;
+  if (HasFlag(line, "ring-pages")) {
+    absl::StatusOr<uint64_t> n =
+        NumberArg(line.command, "--ring-pages", Flag(line, "ring-pages", ""), uint64_t{1} << 20);
+    if (!n.ok()) return n.status();
+    if (*n == 0 || (*n & (*n - 1)) != 0) {
+      return absl::InvalidArgumentError("record: bad --ring-pages: a power of two (pages a cpu)");
+    }
+    o.record.perf.ring_pages = *n;
+  }
   o.record.attach = !HasFlag(line, "no-attach");
   o.mount_tracefs = HasFlag(line, "mount-tracefs");
   // Every free that mm_page_free_batched reports was reported by mm_page_free already
@@ -142,11 +154,9 @@ absl::StatusOr<Runner> ParseRecord(const CommandLine& line) {
 const Command& RecordCommand() {
   static const auto* const kCommand = [] {
     const Command& app = AppRecordCommand();
-    std::vector<FlagSpec> flags = {{"kernel", false},
-                                   {"duration", true},
-                                   {"mount-tracefs", false},
-                                   {"no-attach", false},
-                                   {"batch", true}};
+    std::vector<FlagSpec> flags = {{"kernel", false},        {"duration", true},
+                                   {"mount-tracefs", false}, {"no-attach", false},
+                                   {"ring-pages", true},     {"batch", true}};
     flags.insert(flags.end(), app.flags.begin(), app.flags.end());
     static const std::string* const kSummary = new std::string(
         "--kernel: this machine's page allocations and frees (kmem:mm_page_alloc and\n"
@@ -162,7 +172,8 @@ const Command& RecordCommand() {
     return new Command{
         .name = "record",
         .synopsis =
-            "record --kernel [--duration T] [--mount-tracefs] [--no-attach] [--batch N] | "
+            "record --kernel [--duration T] [--mount-tracefs] [--no-attach] [--ring-pages N] "
+            "[--batch N] | "
             "record [--leaks-at-exit=keep|free] [--ring-slots N] [--verbose] -- CMD ARGS...",
         .summary = *kSummary,
         .min_positional = 0,
