@@ -168,7 +168,7 @@ TEST(DispatchTest, HelpListsEveryCommand) {
        {"  page PFN [--json]\n", "  stack HANDLE [--json]\n",
         "  stacks [--threshold N] [--top N] [--sort pages|allocs|newest] [--handles]\n",
         "  dump [--format today|v6.2|2016]\n", "  stats [--json]\n",
-        "  replay FILE [--batch N] [--format jsonl|ftrace]\n",
+        "  replay FILE [--batch N] [--format jsonl|ftrace] [--trusted]\n",
         "  import FILE [--force] [--batch N]\n",
         "  sort [--format today|v6.2|2016] [page_owner_sort options]\n",
         "  load --events N [--stacks S] [--fill F] [--seed X] [--batch N]\n", "  help\n",
