@@ -24,15 +24,16 @@
 namespace pageowner::bench {
 
 int Usage() {
-  std::cerr << "usage: pageowner-bench memory|ingest|getpage|liststacks|dump|rss [flags]\n"
-               "  memory     [--gib N] [--events N] [--stacks N]\n"
-               "  ingest     [--events N] [--memory 4GiB] [--streams K] [--batch B] [--repeat R]\n"
-               "  getpage    [--events N] [--memory 4GiB] [--batch B]\n"
-               "  liststacks [--events N] [--queries Q]\n"
-               "  dump       [--memory 4GiB] [--runs R]\n"
-               "  rss        [--memory 64GiB] [--fill 0.9] [--order N] [--events N] [--time]\n"
-               "  soak       [--seconds 600] [--streams 64] [--memory 4GiB] [--overload_seconds 60]\n"
-               "             [--rss_cap_mib 1536]\n";
+  std::cerr
+      << "usage: pageowner-bench memory|ingest|getpage|liststacks|dump|rss [flags]\n"
+         "  memory     [--gib N] [--events N] [--stacks N]\n"
+         "  ingest     [--events N] [--memory 4GiB] [--streams K] [--batch B] [--repeat R]\n"
+         "  getpage    [--events N] [--memory 4GiB] [--batch B]\n"
+         "  liststacks [--events N] [--queries Q]\n"
+         "  dump       [--memory 4GiB] [--runs R]\n"
+         "  rss        [--memory 64GiB] [--fill 0.9] [--order N] [--events N] [--time]\n"
+         "  soak       [--seconds 600] [--streams 64] [--memory 4GiB] [--overload_seconds 60]\n"
+         "             [--rss_cap_mib 1536]\n";
   return 2;
 }
 

@@ -62,8 +62,8 @@ void PrintLatency(const char* phase, std::vector<double>* v, uint64_t errors) {
 }
 
 struct Overload {
-  std::atomic<uint64_t> streams_refused{0};   // RESOURCE_EXHAUSTED at the stream's start
-  std::atomic<uint64_t> streams_other{0};     // any other end
+  std::atomic<uint64_t> streams_refused{0};    // RESOURCE_EXHAUSTED at the stream's start
+  std::atomic<uint64_t> streams_other{0};      // any other end
   std::atomic<uint64_t> batches_exhausted{0};  // RESOURCE_EXHAUSTED answers (name flood)
   std::atomic<uint64_t> silent_batches{0};     // batches written by clients that never read
 };
@@ -146,8 +146,7 @@ int SoakBench(Flags flags) {
   flags.CheckAllUsed();
   const uint64_t pages = ParsePages(memory);
   Daemon d(memory, false,
-           {absl::StrFormat("--max_streams=%d", max_streams),
-            "--max_grpc_memory=" + grpc_memory,
+           {absl::StrFormat("--max_streams=%d", max_streams), "--max_grpc_memory=" + grpc_memory,
             absl::StrFormat("--max_symbol_bytes=%d", symbol_bytes)});
   absl::PrintF(
       "pageowner-bench soak: %s machine, --max_streams=%d --max_grpc_memory=%s "
@@ -252,11 +251,10 @@ int SoakBench(Flags flags) {
   absl::PrintF(
       "after: daemon %s; allocated %s, tracked %s (%s), stacks' pages %s (%s); refusals seen: %s; "
       "max RSS %s MiB against the cap of %s MiB: %s\n",
-      d.alive() ? "alive" : "DEAD", Commas(stats.allocated_pages()),
-      Commas(stats.tracked_pages()), tracked ? "equal" : "DIFFER",
-      Commas(static_cast<uint64_t>(stack_pages)), summed ? "equal" : "DIFFER",
-      refused ? "yes" : "NO", Commas(std::max(rss1, rss2) >> 20), Commas(rss_cap >> 20),
-      under_cap ? "under" : "OVER");
+      d.alive() ? "alive" : "DEAD", Commas(stats.allocated_pages()), Commas(stats.tracked_pages()),
+      tracked ? "equal" : "DIFFER", Commas(static_cast<uint64_t>(stack_pages)),
+      summed ? "equal" : "DIFFER", refused ? "yes" : "NO", Commas(std::max(rss1, rss2) >> 20),
+      Commas(rss_cap >> 20), under_cap ? "under" : "OVER");
   return ok && tracked && summed && refused && under_cap ? 0 : 1;
 }
 

@@ -4,9 +4,9 @@
 #include <string>
 #include <utility>
 
-#include "wire/status.h"
 #include "grpcpp/grpcpp.h"
 #include "pageowner/v1/pageowner.grpc.pb.h"
+#include "wire/status.h"
 
 namespace pageowner::client {
 namespace {

@@ -5,12 +5,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "wire/convert.h"
 #include "client/command.h"
 #include "client/commands.h"
 #include "client/real_kernels.h"
 #include "core/reports.h"
 #include "core/symbols.h"
+#include "wire/convert.h"
 
 namespace pageowner::cli {
 namespace {

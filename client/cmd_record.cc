@@ -1,7 +1,7 @@
 // `pageowner record --kernel [--duration T] [--mount-tracefs] [--no-attach] [--ring-pages N]
 // [--batch N]`: the live kernel's page allocations and frees, with their call chains, streamed
-// into the daemon (client/kernel_record.h). Without --kernel the line is `record ... -- CMD ARGS`, the
-// preload recorder (cmd_app_record.cc), which shares the row.
+// into the daemon (client/kernel_record.h). Without --kernel the line is `record ... -- CMD ARGS`,
+// the preload recorder (cmd_app_record.cc), which shares the row.
 #include <signal.h>
 
 #include <cstdint>

@@ -117,8 +117,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(std::string_view targ
   // Responses have no bound of their own (SortPages, ListStacks can pass 4 MiB): see the proto.
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      std::string(target), credentials, args, std::move(interceptors));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(std::string(target), credentials,
+                                                                 args, std::move(interceptors));
 }
 
 std::string CredentialsHint(const absl::Status& status) {

@@ -24,8 +24,8 @@ absl::StatusOr<PageScan> PageScan::Create(PageCount total_pages, const PageScanR
         absl::StrCat("end_pfn ", r.end->raw(), " is below start_pfn ", r.start.raw()));
   }
   if (r.filter.order.has_value() && r.filter.order->raw() > static_cast<unsigned>(kMaxOrder)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "order ", r.filter.order->raw(), " is above the maximum order ", kMaxOrder));
+    return absl::InvalidArgumentError(
+        absl::StrCat("order ", r.filter.order->raw(), " is above the maximum order ", kMaxOrder));
   }
   PageScan scan;
   scan.filter_ = r.filter;

@@ -46,10 +46,10 @@ struct PageFilter {
 };
 
 struct PageScanRequest {
-  Pfn start{};                     // records with pfn >= start
-  std::optional<Pfn> end{};        // stop before; nullopt: the end of memory
+  Pfn start{};               // records with pfn >= start
+  std::optional<Pfn> end{};  // stop before; nullopt: the end of memory
   PageFilter filter;
-  uint64_t limit = 0;              // stop after this many records; 0: no limit
+  uint64_t limit = 0;  // stop after this many records; 0: no limit
 };
 
 // A resumable scan over the page records, in pfn order.
@@ -69,8 +69,7 @@ class PageScan {
   // each one that matches; `emit` returns false to pause the scan right after that record.
   // Returns the records or pages visited. Ends the scan (done()) at the end of the range or
   // when the limit is reached.
-  uint64_t Step(const Machine& m, uint64_t budget,
-                absl::FunctionRef<bool(const PageOwner&)> emit);
+  uint64_t Step(const Machine& m, uint64_t budget, absl::FunctionRef<bool(const PageOwner&)> emit);
 
   bool done() const { return done_; }
   // Where the scan resumes (the pfn after the last record visited).

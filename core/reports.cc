@@ -1,9 +1,9 @@
-#include "core/strings.h"
 #include "core/reports.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/kernel_flags.h"
+#include "core/strings.h"
 
 namespace pageowner {
 namespace {
@@ -12,7 +12,6 @@ namespace {
 constexpr MigrateType kPrintedTypes[] = {MigrateType::kUnmovable, MigrateType::kMovable,
                                          MigrateType::kReclaimable, MigrateType::kHighAtomic,
                                          MigrateType::kIsolate};
-
 
 // stack_trace_snprint / stack_trace_print with spaces = 0: " %pS\n" a frame.
 void AppendFrames(absl::Span<const uint64_t> frames, const SymbolTable& symbols, std::string* out) {

@@ -52,9 +52,9 @@ struct FlagValues {
   std::string tls_key = {};
   std::string tls_client_ca = {};
   std::string auth_tokens = {};
-  bool insecure = false;  // a non-local address without TLS or tokens is meant
-  std::string metrics_listen;  // HOST:PORT, or "none"
-  std::string data_dir;        // "": in memory
+  bool insecure = false;         // a non-local address without TLS or tokens is meant
+  std::string metrics_listen;    // HOST:PORT, or "none"
+  std::string data_dir;          // "": in memory
   std::string fsync = "always";  // always | interval
   uint32_t fsync_interval_ms = 1000;
   std::string wal_segment_bytes = "64MiB";

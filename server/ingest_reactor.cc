@@ -2,8 +2,8 @@
 // callback thread that read them and applied by the service's one IngestWriter.
 #include <atomic>
 #include <cassert>
-#include <string>
 #include <deque>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -53,9 +53,9 @@ class PageOwnerService::IngestReactor final
         read_busy_ = false;
         read_done_ = true;
         if (!parsed.ok()) {
-          unparsable_ = absl::StrCat("message ", batches_read_,
-                                     " of the stream is not an EventBatch (", parsed.error_message(),
-                                     "); the batches before it were answered, none after it read");
+          unparsable_ = absl::StrCat(
+              "message ", batches_read_, " of the stream is not an EventBatch (",
+              parsed.error_message(), "); the batches before it were answered, none after it read");
         }
         finish = ShouldFinishLocked();
       }
@@ -153,7 +153,8 @@ class PageOwnerService::IngestReactor final
   static grpc::ByteBuffer Serialize(const v1::BatchResult& result) {
     grpc::ByteBuffer out;
     bool own = false;
-    const grpc::Status s = grpc::SerializationTraits<v1::BatchResult>::Serialize(result, &out, &own);
+    const grpc::Status s =
+        grpc::SerializationTraits<v1::BatchResult>::Serialize(result, &out, &own);
     // A message we built always serializes; a failure would be a bug in protobuf.
     assert(s.ok());
     (void)s;
@@ -246,9 +247,10 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PageOwnerService::I
     counters_.streams_refused.fetch_add(1, std::memory_order_relaxed);
     return new FinishedReactor<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
         grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                     absl::StrCat(open_.size(), " Ingest streams are open, the daemon's limit "
-                                  "(--max_streams=", options_.max_streams,
-                                  "); retry when one has ended")));
+                     absl::StrCat(open_.size(),
+                                  " Ingest streams are open, the daemon's limit "
+                                  "(--max_streams=",
+                                  options_.max_streams, "); retry when one has ended")));
   }
   auto* reactor = new IngestReactor(this);
   open_.insert(reactor);

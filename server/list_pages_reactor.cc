@@ -13,8 +13,8 @@
 #include "core/queries.h"
 #include "server/reactor_util.h"
 #include "server/service.h"
-#include "wire/status.h"
 #include "wire/convert.h"
+#include "wire/status.h"
 
 namespace pageowner::server {
 

@@ -1,11 +1,10 @@
-#include "core/strings.h"
 #include "server/metrics.h"
 
 #include <unistd.h>
 
 #include <algorithm>
-#include <map>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "core/strings.h"
 #include "httplib.h"
 
 namespace pageowner::server {
@@ -405,8 +405,7 @@ std::string MetricsExporter::Render() const {
            "free_of_free (a range already free: OK, nothing changed).");
   w.Sample("pageowner_repaired_events_total", {{"kind", "alloc"}}, s.counters.repaired_allocs);
   w.Sample("pageowner_repaired_events_total", {{"kind", "free"}}, s.counters.repaired_frees);
-  w.Sample("pageowner_repaired_events_total", {{"kind", "free_of_free"}},
-           s.counters.ignored_frees);
+  w.Sample("pageowner_repaired_events_total", {{"kind", "free_of_free"}}, s.counters.ignored_frees);
   w.Family("pageowner_implied_frees_total", "counter",
            "Blocks, or parts of blocks, freed implicitly by trusted allocations over them.");
   w.Sample("pageowner_implied_frees_total", {}, s.counters.implied_frees);
@@ -539,16 +538,16 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
            });
   // More GET paths (the pprof profile, the web page and its data: server/viz_http.h).
   for (HttpRoute& route : routes) {
-    http.Get(route.path,  // a regex to httplib; ours have no special characters but '.'
-             [handler = std::move(route.handler)](const httplib::Request& req,
-                                                  httplib::Response& res) {
-               std::map<std::string, std::string> params;
-               for (const auto& [k, v] : req.params) params.emplace(k, v);
-               HttpReply reply = handler(params);
-               res.status = reply.status;
-               for (const auto& [k, v] : reply.headers) res.set_header(k, v);
-               res.set_content(std::move(reply.body), reply.content_type);
-             });
+    http.Get(
+        route.path,  // a regex to httplib; ours have no special characters but '.'
+        [handler = std::move(route.handler)](const httplib::Request& req, httplib::Response& res) {
+          std::map<std::string, std::string> params;
+          for (const auto& [k, v] : req.params) params.emplace(k, v);
+          HttpReply reply = handler(params);
+          res.status = reply.status;
+          for (const auto& [k, v] : reply.headers) res.set_header(k, v);
+          res.set_content(std::move(reply.body), reply.content_type);
+        });
   }
   const auto& [host, port] = *host_port;
   int bound = port;

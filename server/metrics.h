@@ -133,11 +133,9 @@ class MetricsHttpServer {
   // thread of its own. kInvalidArgument for a malformed address, kUnavailable when it cannot
   // listen.
   // `security`'s pointees must outlive this object.
-  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& address,
-                                                                  const MetricsExporter* exporter,
-                                                                  std::function<bool()> serving,
-                                                                  HttpSecurity security = {},
-                                                                  std::vector<HttpRoute> routes = {});
+  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
+      const std::string& address, const MetricsExporter* exporter, std::function<bool()> serving,
+      HttpSecurity security = {}, std::vector<HttpRoute> routes = {});
   // Stop()s.
   ~MetricsHttpServer();
   MetricsHttpServer(const MetricsHttpServer&) = delete;

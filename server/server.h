@@ -12,8 +12,8 @@
 #include "absl/status/statusor.h"
 #include "core/machine.h"
 #include "server/limits.h"
-#include "server/wal.h"
 #include "server/tls.h"
+#include "server/wal.h"
 
 namespace pageowner::server {
 

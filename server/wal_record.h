@@ -9,8 +9,8 @@
 //   batch:    u32 names, {u64 ip, u16 len, bytes} (names of frames not named by an earlier
 //             record), u32 stacks, {u16 frames, u64 ip...}, u32 events, each:
 //             u8 kind (0 alloc, 1 free, 2 migrate, 3 import), u32 flags (bit 0 trusted,
-//             bit 1 early), then the kind's fields (see wal_record.cc); a stack is an index into the
-//             record's stacks, 0xffffffff for none.
+//             bit 1 early), then the kind's fields (see wal_record.cc); a stack is an index into
+//             the record's stacks, 0xffffffff for none.
 //   tracking: u8 on, u64 ts_ns (the daemon's own clock when it stamped it).
 #ifndef PAGEOWNER_SERVER_WAL_RECORD_H_
 #define PAGEOWNER_SERVER_WAL_RECORD_H_

@@ -52,8 +52,7 @@ int32_t ToRpcCode(absl::StatusCode code) { return static_cast<int32_t>(ToGrpcCod
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(ToGrpcCode(status.code()),
-                      WireMessage(status.message()));
+  return grpc::Status(ToGrpcCode(status.code()), WireMessage(status.message()));
 }
 
 namespace {
@@ -95,7 +94,8 @@ std::string WireMessage(absl::string_view message) {
   for (size_t i = 0; i < keep;) {
     const size_t n = Utf8SequenceLength(message, i);
     if (n == 0) {
-      absl::StrAppend(&out, "\\x", absl::Hex(static_cast<unsigned char>(message[i]), absl::kZeroPad2));
+      absl::StrAppend(&out, "\\x",
+                      absl::Hex(static_cast<unsigned char>(message[i]), absl::kZeroPad2));
       ++i;
     } else if (i + n > keep) {
       break;  // a character cut by the limit is left out whole

@@ -102,8 +102,7 @@ TEST_F(QueriesTest, ScanOfFreedRecordsWalksPagesAndResumesAfterThePause) {
 TEST_F(QueriesTest, ScanRefusesBadRanges) {
   PageScanRequest req;
   req.start = Pfn(kPages + 1);
-  EXPECT_EQ(PageScan::Create(m_.total_pages(), req).status().code(),
-            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(PageScan::Create(m_.total_pages(), req).status().code(), absl::StatusCode::kOutOfRange);
   req.start = Pfn(10);
   req.end = Pfn(5);
   EXPECT_EQ(PageScan::Create(m_.total_pages(), req).status().message(),
@@ -177,8 +176,8 @@ TEST_F(QueriesTest, QueryPageOfATailPageNamesTheBlock) {
   ASSERT_TRUE(r->alloc_stack.has_value());
   EXPECT_EQ(r->alloc_stack->handle, hb);
   EXPECT_FALSE(r->free_stack.has_value());
-  EXPECT_EQ(r->page_owner_text.rfind("Page allocated via order 3, mask 0x0(), pid 2, tgid 2 (b)", 0),
-            0u)
+  EXPECT_EQ(
+      r->page_owner_text.rfind("Page allocated via order 3, mask 0x0(), pid 2, tgid 2 (b)", 0), 0u)
       << r->page_owner_text;
   EXPECT_EQ(QueryPage(m_, Pfn(kPages)).status().code(), absl::StatusCode::kOutOfRange);
 }

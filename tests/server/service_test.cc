@@ -495,7 +495,8 @@ TEST_F(ServiceTest, StreamsPastMaxStreamsAreRefused) {
 TEST_F(ServiceTest, ListStacksIncludeEmptyListsFreeStacks) {
   Start();
   BatchBuilder b;
-  b.Stack(1, std::vector<uint64_t>{0xffffffff81000010}).Stack(2, std::vector<uint64_t>{0xffffffff81000020});
+  b.Stack(1, std::vector<uint64_t>{0xffffffff81000010})
+      .Stack(2, std::vector<uint64_t>{0xffffffff81000020});
   b.AllocAt(64, 0, 1).Free(64, 0, 2);
   World w(stub_.get(), options_);
   w.Run(b);

@@ -59,7 +59,8 @@ TEST(WireMessageTest, ValidUtf8PassesAndOtherBytesAreEscaped) {
   EXPECT_EQ(WireMessage("plain"), "plain");
   EXPECT_EQ(WireMessage("Renderer Threa\xc3\x84x"), "Renderer Threa\xc3\x84x");
   EXPECT_EQ(WireMessage("Renderer Threa\xc3"), "Renderer Threa\\xc3");  // cut mid-character
-  EXPECT_EQ(WireMessage(std::string("\xff\xfe\x00\xc3", 4)), std::string("\\xff\\xfe\x00\\xc3", 13));
+  EXPECT_EQ(WireMessage(std::string("\xff\xfe\x00\xc3", 4)),
+            std::string("\\xff\\xfe\x00\\xc3", 13));
   EXPECT_EQ(WireMessage("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a surrogate is not UTF-8
   EXPECT_EQ(WireMessage("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");
 }
