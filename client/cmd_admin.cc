@@ -17,7 +17,8 @@ int RunReset(client::Client& client, const ResetOptions& /*options*/, Io io) {
   absl::StatusOr<v1::ResetResponse> r = client.Reset();
   if (!r.ok()) return ServerError(io, r.status());
   io.out << "reset: " << r->allocated_pages() << " allocated pages and " << r->depot_stacks()
-         << " stacks dropped; " << r->total_pages() << " pages, all free\n";
+         << " stacks dropped; " << r->total_pages() << " pages, " << r->allocated_pages_after()
+         << " allocated (the stack depot's first pool)\n";
   return kExitOk;
 }
 

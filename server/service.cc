@@ -148,6 +148,7 @@ grpc::ServerUnaryReactor* PageOwnerService::Reset(grpc::CallbackServerContext* c
   response->set_allocated_pages(before.allocated_pages.raw());
   response->set_depot_stacks(before.depot_stacks);
   response->set_total_pages(machine_->total_pages().raw());
+  response->set_allocated_pages_after(before.allocated_pages_after.raw());
   return Reply(context, absl::OkStatus());
 }
 

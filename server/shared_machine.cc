@@ -21,7 +21,8 @@ SharedMachine::ResetResult SharedMachine::Reset() {
   auto fresh = std::make_unique<Machine>(options_);
   absl::WriterMutexLock lock(&mu_);
   const ResetResult before{machine_->allocator().allocated_pages(),
-                           machine_->depot().stats().persistent_count};
+                           machine_->depot().stats().persistent_count,
+                           fresh->allocator().allocated_pages()};
   symbols_.store(&fresh->symbols(), std::memory_order_release);
   retired_.push_back(std::exchange(machine_, std::move(fresh)));
   return before;

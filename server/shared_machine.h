@@ -72,8 +72,9 @@ class SharedMachine {
   // one is kept (not destroyed) until this object is: a stream or a query may still hold its
   // symbol table or depot frames without the lock. Returns what the old one held.
   struct ResetResult {
-    PageCount allocated_pages;
-    size_t depot_stacks;
+    PageCount allocated_pages;        // before
+    size_t depot_stacks;              // before
+    PageCount allocated_pages_after;  // the new machine's (the depot's first pool)
   };
   ResetResult Reset() ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -166,7 +166,7 @@ TEST(DispatchTest, HelpListsEveryCommand) {
   EXPECT_EQ(r.code, kExitOk);
   for (const char* synopsis :
        {"  page PFN [--json]\n", "  stack HANDLE [--json]\n",
-        "  stacks [--threshold N] [--top N] [--sort pages|allocs|newest] [--handles]\n",
+        "  stacks [--threshold N] [--top N] [--sort pages|allocs|newest] [--handles] [--json]\n",
         "  dump [--format today|v6.2|2016]\n", "  stats [--json]\n",
         "  replay FILE [--batch N] [--format jsonl|ftrace] [--trusted]\n",
         "  import FILE [--force] [--batch N]\n",
@@ -181,7 +181,13 @@ TEST(DispatchTest, HelpListsEveryCommand) {
 TEST(DispatchTest, AnUnreachableDaemonIsExitOne) {
   const Ran r = RunArgs({"--server=127.0.0.1:1", "stats"});
   EXPECT_EQ(r.code, kExitServerError);
-  EXPECT_TRUE(absl::StartsWith(r.err, "pageowner: UNAVAILABLE: ")) << r.err;
+  EXPECT_TRUE(
+      absl::StartsWith(r.err, "pageowner: no pageownerd answers at 127.0.0.1:1 (UNAVAILABLE: "))
+      << r.err;
+  EXPECT_TRUE(absl::EndsWith(r.err,
+                             "); start one there (`pageownerd --listen=127.0.0.1:1` or "
+                             "`make run`) or pass --server=HOST:PORT\n"))
+      << r.err;
 }
 
 // ---- Replay lines ----

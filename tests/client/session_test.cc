@@ -425,6 +425,9 @@ TEST_F(SessionTest, DestroyingWithoutFinishCancels) {
     auto session = Start(2, 4);
     const std::vector<Frame> s = MakeStack(2, "s_");
     for (int i = 0; i < 4; ++i) session->Alloc(SomeAlloc(s));
+    // Both batches reached the service and wait for their answers (a call cancelled before the
+    // channel connected would never reach it).
+    ASSERT_TRUE(service_.AwaitBatchesReceived(2, absl::Seconds(10)));
   }  // must not hang
   // The stream was cancelled, not finished: the service's reactor saw OnCancel.
   EXPECT_TRUE(service_.AwaitStreamsCancelled(1, absl::Seconds(10)));

@@ -89,7 +89,8 @@ class DeployTest(unittest.TestCase):
         # The daemon must listen beyond loopback in a pod for the probes and the scrapes.
         args = " ".join(container.get("args", []))
         with open(repo("deploy", "Dockerfile")) as f:
-            entrypoint = [l for l in f if l.startswith("ENTRYPOINT")][0]
+            # The whole ENTRYPOINT instruction, with its continuation lines.
+            entrypoint = re.search(r"^ENTRYPOINT (?:.*\\\n)*.*$", f.read(), re.M).group(0)
         self.assertIn("--metrics_listen=0.0.0.0:9464", entrypoint + args)
         self.assertIn("--listen=0.0.0.0:50051", entrypoint + args)
         # ... and so with TLS and tokens, from Secrets mounted read-only.

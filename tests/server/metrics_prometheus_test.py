@@ -67,7 +67,7 @@ def parse_events(text):
 def send_events(address, pb, pb_grpc):
     """Sends known events; returns {(kind, code): count} as the daemon must count them."""
     import grpc
-    frames = [pb.Frame(ip=0xffffffff81001000, symbol="metrics_alloc+0x10/0x40")]
+    frames = [pb.Frame(ip=0xffffffff81001000, symbol=b"metrics_alloc+0x10/0x40")]
     first = pb.EventBatch(
         sequence=1, stacks=[pb.StackDef(id=1, frames=frames)],
         kind=[pb.EVENT_KIND_ALLOC, pb.EVENT_KIND_ALLOC, pb.EVENT_KIND_ALLOC, pb.EVENT_KIND_FREE,

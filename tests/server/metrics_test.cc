@@ -114,7 +114,17 @@ TEST(MetricsTest, MetricsListenFlag) {
   flags.tracking = true;
   flags.metrics_listen = "none";
   EXPECT_EQ(MakeServerOptions(flags)->metrics_listen_address, "");
+  flags.metrics_listen = "127.0.0.1:9464";
+  EXPECT_EQ(MakeServerOptions(flags)->metrics_listen_address, "127.0.0.1:9464");
+  // A non-local address without TLS and tokens is refused unless --insecure says it is meant.
   flags.metrics_listen = "0.0.0.0:9464";
+  const absl::Status open = MakeServerOptions(flags).status();
+  EXPECT_EQ(open.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(open.message(),
+                               "--metrics_listen=0.0.0.0:9464 is not a loopback "
+                               "address"))
+      << open.message();
+  flags.insecure = true;
   EXPECT_EQ(MakeServerOptions(flags)->metrics_listen_address, "0.0.0.0:9464");
   flags.metrics_listen = "9464";
   const absl::Status s = MakeServerOptions(flags).status();

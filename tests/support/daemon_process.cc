@@ -21,6 +21,9 @@ namespace {
 
 constexpr std::string_view kListening = "pageownerd: listening on ";
 constexpr std::string_view kMetrics = "pageownerd: metrics on http://";
+// The last line of the start-up: where the state lives (or that it lives in memory only).
+constexpr std::string_view kStateInMemory = "pageownerd: no --data_dir: ";
+constexpr std::string_view kStateInDir = "pageownerd: state in ";
 
 // Forks `argv` with stdin, stdout and stderr on the given descriptors (-1: ours). A name without
 // a '/' is looked up on PATH. Exit 127 when it cannot be run.
@@ -151,7 +154,9 @@ void DaemonProcess::ReadStderr(int fd) {
       if (ready_) continue;
       if (line.starts_with(kListening)) ready_address_ = Field(line, kListening);
       if (line.starts_with(kMetrics)) ready_metrics_ = Field(line, kMetrics);
-      if (!ready_address_.empty() && (!options_.metrics || !ready_metrics_.empty())) {
+      if (line.starts_with(kStateInMemory) || line.starts_with(kStateInDir)) state_line_ = true;
+      if (!ready_address_.empty() && (!options_.metrics || !ready_metrics_.empty()) &&
+          state_line_) {
         ready_ = true;
         ready_bytes_ = err_.size() - (partial.size() - nl - 1);
       }

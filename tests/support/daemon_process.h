@@ -103,7 +103,8 @@ class DaemonProcess {
   std::string out_ ABSL_GUARDED_BY(mu_);
   std::string ready_address_ ABSL_GUARDED_BY(mu_);
   std::string ready_metrics_ ABSL_GUARDED_BY(mu_);
-  size_t ready_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // err_'s size when the ready lines were read
+  bool state_line_ ABSL_GUARDED_BY(mu_) = false;  // the start-up's last line was seen
+  size_t ready_bytes_ ABSL_GUARDED_BY(mu_) = 0;   // err_'s size when the ready lines were read
   bool ready_ ABSL_GUARDED_BY(mu_) = false;
   bool err_closed_ ABSL_GUARDED_BY(mu_) = false;
 };
