@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test run bench soak clean format crash-test
+.PHONY: all deps configure build test run bench soak clean format crash-test install
 
 all: build
 
@@ -43,6 +43,12 @@ SOAK_SECONDS ?= 600
 SOAK_STREAMS ?= 64
 soak: build
 	$(BUILD_DIR)/bin/pageowner-bench soak --seconds=$(SOAK_SECONDS) --streams=$(SOAK_STREAMS)
+
+# `make install` (PREFIX=/usr/local, where the systemd unit expects the binaries; DESTDIR for
+# staging): see CMakeLists.txt's install rules.
+PREFIX ?= /usr/local
+install: build
+	@DESTDIR=$(DESTDIR) cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

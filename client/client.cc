@@ -76,13 +76,13 @@ absl::StatusOr<v1::Stats> Client::GetStats() {
 
 absl::StatusOr<v1::SortResponse> Client::SortPages(const v1::SortRequest& request) {
   return Unary<v1::SortRequest, v1::SortResponse>(
-      options_.timeout, request,
+      options_.whole_machine_timeout, request,
       [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->SortPages(c, q, r); });
 }
 
 absl::StatusOr<v1::GetProfileResponse> Client::GetProfile(const v1::GetProfileRequest& request) {
   return Unary<v1::GetProfileRequest, v1::GetProfileResponse>(
-      options_.timeout, request,
+      options_.whole_machine_timeout, request,
       [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->GetProfile(c, q, r); });
 }
 

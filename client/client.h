@@ -26,6 +26,10 @@ namespace pageowner::client {
 struct ClientOptions {
   // Deadline of each unary call; absl::InfiniteDuration() for none. Streams have none.
   absl::Duration timeout = absl::Seconds(30);
+  // Deadline of the calls that walk the whole machine and answer with all of it (SortPages,
+  // GetProfile): a sort of a full 4 GiB machine is a report of ~150 MB and takes tens of seconds
+  // on a busy host.
+  absl::Duration whole_machine_timeout = absl::Minutes(10);
 };
 
 // Thread-safety: every method may be called from any thread (gRPC stubs are thread-safe).

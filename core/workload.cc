@@ -62,7 +62,9 @@ WorkloadEvent Workload::Next() {
   const double used = static_cast<double>(allocated_pages()) / static_cast<double>(options_.pages);
   const double u = std::uniform_real_distribution<double>(0, 1)(rng_);
   // Below the fill level allocations dominate, above it frees do; near it they balance.
-  double p_alloc = used < options_.fill - 0.05 ? 0.8 : used > options_.fill + 0.05 ? 0.2 : 0.5;
+  double p_alloc = used < options_.fill - kFillBand   ? 0.8
+                   : used > options_.fill + kFillBand ? 0.2
+                                                      : 0.5;
   if (live_.empty()) p_alloc = 1;
   if (u >= p_alloc && !live_.empty()) {
     const size_t i = rng_() % live_.size();

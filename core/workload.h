@@ -76,6 +76,15 @@ class Workload {
   // a pending free counts as done, so that the events in flight on a stream (thousands, a large
   // share of a small machine) do not hold the level above `fill`.
   uint64_t allocated_pages() const { return live_pages_ + pending_pages_ - pending_free_pages_; }
+  // Above the fill level's band with no block known to be allocated (every one it knew is being
+  // freed, and its new blocks are not observed yet): Next would allocate, pushing memory further
+  // up. A caller whose results arrive late should wait for them instead.
+  bool StarvedAboveFill() const {
+    return live_.empty() && static_cast<double>(allocated_pages()) >
+                                (options_.fill + kFillBand) * static_cast<double>(options_.pages);
+  }
+  // Below fill - band allocations dominate, above fill + band frees do; within it they balance.
+  static constexpr double kFillBand = 0.05;
 
  private:
   struct Live {

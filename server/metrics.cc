@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include <dirent.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "core/build_info.h"
 #include "core/strings.h"
 #include "httplib.h"
 
@@ -130,6 +133,35 @@ uint64_t ResidentBytes() {
   uint64_t size = 0, resident = 0;
   if (!(statm >> size >> resident)) return 0;
   return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// process_cpu_seconds_total: user plus system time of every thread, from getrusage.
+double CpuSeconds() {
+  rusage u{};
+  if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(u.ru_utime) + seconds(u.ru_stime);
+}
+
+// process_open_fds: the entries of /proc/self/fd, less the one the count itself opens.
+uint64_t OpenFds() {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return 0;
+  uint64_t n = 0;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  closedir(d);
+  return n > 0 ? n - 1 : 0;
+}
+
+// process_max_fds: the soft RLIMIT_NOFILE.
+uint64_t MaxFds() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return 0;
+  return static_cast<uint64_t>(r.rlim_cur);
 }
 
 // Everything Render reads of the machine, copied under the reader lock.
@@ -348,6 +380,9 @@ std::string MetricsExporter::Render() const {
 
   w.Family("pageowner_memory_pages", "gauge", "Pages of 4 KiB in the simulated machine.");
   w.Sample("pageowner_memory_pages", {}, s.total_pages);
+  w.Family("pageowner_memory_bytes", "gauge",
+           "The simulated machine's memory in bytes (--memory): pages times 4096.");
+  w.Sample("pageowner_memory_bytes", {}, s.total_pages * uint64_t{4096});
   w.Family("pageowner_allocated_pages", "gauge",
            "Allocated pages by block order and the migratetype the block was requested for.");
   for (int t = 0; t < 3; ++t) {
@@ -424,6 +459,18 @@ std::string MetricsExporter::Render() const {
   if (auth_ != nullptr) auth_->AppendTo(&out);
   if (wal_ != nullptr) wal_->AppendTo(&out);
 
+  w.Family("pageowner_build_info", "gauge",
+           "Always 1; the labels say what this build is (pageownerd --version).");
+  w.Sample("pageowner_build_info",
+           {{"version", ProjectVersion()}, {"git", GitDescribe()}, {"build_type", BuildType()}},
+           uint64_t{1});
+  w.Family("process_cpu_seconds_total", "counter",
+           "Total user and system CPU time spent in seconds.");
+  w.Sample("process_cpu_seconds_total", {}, CpuSeconds());
+  w.Family("process_open_fds", "gauge", "Number of open file descriptors.");
+  w.Sample("process_open_fds", {}, OpenFds());
+  w.Family("process_max_fds", "gauge", "Maximum number of open file descriptors.");
+  w.Sample("process_max_fds", {}, MaxFds());
   w.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
   w.Sample("process_resident_memory_bytes", {}, ResidentBytes());
   w.Family("process_start_time_seconds", "gauge",

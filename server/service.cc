@@ -2,6 +2,8 @@
 // streams' reactors live in ingest_reactor.cc and list_pages_reactor.cc.
 #include "server/service.h"
 
+#include <malloc.h>
+
 #include <chrono>
 #include <string>
 #include <utility>
@@ -205,17 +207,22 @@ absl::Status PageOwnerService::DoSortPages(const v1::SortRequest& request,
   // The blocks are rendered a slice at a time under the reader lock, as ListPages reads them,
   // so that ingest waits for one slice, not for the whole machine.
   constexpr int kBlocksPerHold = 16384;
-  PageOwnerSorter sorter;
-  std::string text;
-  Pfn next(0);
-  for (bool done = false; !done;) {
-    text.clear();
-    done = machine_->Read([&](const Machine& m) {
-      return RenderOwnedBlocks(m, format, kBlocksPerHold, &next, &text);
-    });
-    sorter.AddText(text);
+  {
+    PageOwnerSorter sorter;
+    std::string text;
+    Pfn next(0);
+    for (bool done = false; !done;) {
+      text.clear();
+      done = machine_->Read([&](const Machine& m) {
+        return RenderOwnedBlocks(m, format, kBlocksPerHold, &next, &text);
+      });
+      sorter.AddText(text);
+    }
+    wire::ToProto(sorter.Report(options), response);
   }
-  wire::ToProto(sorter.Report(options), response);
+  // The sorter's blocks (~380 MB at the peak of a sort of a full 4 GiB machine) are freed now:
+  // give their pages back rather than keep them in malloc's arenas until the next sort.
+  malloc_trim(0);
   return absl::OkStatus();
 }
 

@@ -69,7 +69,7 @@ class DeployTest(unittest.TestCase):
             self.assertTrue(docs, path)
 
     def test_daemonset(self):
-        with open(repo("deploy", "kubernetes", "daemonset.yaml")) as f:
+        with open(repo("deploy", "kubernetes", "10-daemonset.yaml")) as f:
             ds = yaml.safe_load(f)
         self.assertEqual(ds["kind"], "DaemonSet")
         template = ds["spec"]["template"]
@@ -99,11 +99,35 @@ class DeployTest(unittest.TestCase):
             self.assertIn(flag, entrypoint)
         self.assertNotIn("--insecure", entrypoint + args)
         mounts = {m["name"]: m for m in container["volumeMounts"]}
-        secrets = {v["name"]: v["secret"]["secretName"] for v in template["spec"]["volumes"]}
+        volumes = template["spec"]["volumes"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in volumes if "secret" in v}
         self.assertEqual(secrets, {"tls": "pageownerd-tls", "tokens": "pageownerd-tokens"})
         for name in secrets:
             self.assertTrue(mounts[name]["readOnly"], name)
         self.assertEqual(container["livenessProbe"]["httpGet"]["scheme"], "HTTPS")
+        # The state survives the pod: a hostPath data dir, given to the daemon's user first.
+        self.assertIn("--data_dir=/var/lib/pageownerd", entrypoint)
+        self.assertIn("--data_dir=/var/lib/pageownerd", args)
+        (state,) = [v for v in volumes if v["name"] == "state"]
+        self.assertEqual(state["hostPath"]["path"], "/var/lib/pageownerd")
+        self.assertEqual(mounts["state"]["mountPath"], "/var/lib/pageownerd")
+        self.assertFalse(mounts["state"].get("readOnly", False))
+        (init,) = template["spec"]["initContainers"]
+        self.assertEqual(init["command"], ["/bin/chown", "10001:10001", "/var/lib/pageownerd"])
+        self.assertEqual(init["image"], container["image"])
+        # An image name the reader must fill in, not a local :latest a node cannot pull.
+        self.assertTrue(container["image"].startswith("REGISTRY/pageownerd:"), container["image"])
+
+    def test_kubectl_applies_the_namespace_first(self):
+        # kubectl apply -f DIR takes the files in name order.
+        files = sorted(os.path.basename(p)
+                       for p in glob.glob(repo("deploy", "kubernetes", "*.yaml")))
+        kinds = []
+        for name in files:
+            with open(repo("deploy", "kubernetes", name)) as f:
+                kinds += [d["kind"] for d in yaml.safe_load_all(f) if d is not None]
+        self.assertEqual(kinds[0], "Namespace", files)
+        self.assertEqual(kinds.count("Namespace"), 1)
 
     def test_systemd_unit_verifies(self):
         analyze = shutil.which("systemd-analyze")
@@ -114,11 +138,12 @@ class DeployTest(unittest.TestCase):
         for key in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
                     "StateDirectory=", "Restart=on-failure", "EnvironmentFile="):
             self.assertIn(key, unit)
-        self.assertIn("ExecStart=/usr/local/bin/pageownerd ", unit)
+        self.assertIn("ExecStart=/usr/local/bin/pageownerd --data_dir=/var/lib/pageownerd ", unit)
         self.assertIn("ExecReload=/bin/kill -HUP $MAINPID", unit)
         with open(repo("deploy", "systemd", "pageownerd-tls.conf")) as f:
             dropin = f.read()
-        for line in ("LoadCredential=tls.key:", "--tls_key=%d/tls.key", "--auth_tokens="):
+        for line in ("LoadCredential=tls.key:", "--tls_key=%d/tls.key", "--auth_tokens=",
+                     "--data_dir=/var/lib/pageownerd"):
             self.assertIn(line, dropin)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "pageownerd.service")
@@ -132,6 +157,9 @@ class DeployTest(unittest.TestCase):
         with open(repo("deploy", "systemd", "pageownerd.default")) as f:
             m = re.search(r'^PAGEOWNERD_FLAGS="([^"]*)"', f.read(), re.M)
         self.assertTrue(m)
+        # A --listen here would win over the TLS drop-in's 0.0.0.0 (the later flag wins).
+        self.assertNotIn("--listen", m.group(1))
+        self.assertNotIn("--metrics_listen", m.group(1))
         # --help parses nothing; check the flags with a bad extra flag after them instead: the
         # daemon must complain about that one, not about ours.
         r = subprocess.run([ARGS.pageownerd] + m.group(1).split() + ["--no_such_flag"],
@@ -148,6 +176,9 @@ class DeployTest(unittest.TestCase):
             config = f.read()
         self.assertIn("bearer_token_file: /etc/prometheus/pageownerd/reader.token", config)
         self.assertIn("ca_file: /etc/prometheus/pageownerd/ca.crt", config)
+        # Hosts come from file_sd only: a static local target would scrape a listed host twice.
+        self.assertNotIn("static_configs", config)
+        self.assertIn("file_sd_configs", config)
         with tempfile.TemporaryDirectory() as tmp:
             for name in ("reader.token", "ca.crt"):
                 open(os.path.join(tmp, name), "w").close()
@@ -177,6 +208,10 @@ class DeployTest(unittest.TestCase):
         exported = exported_metric_names(ARGS.pageownerd)
         self.assertFalse(used - exported, "the dashboard names metrics the daemon does not export")
         self.assertIn("pageowner_rpc_duration_seconds_bucket", used)
+        # A stream's duration is the whole stream's: latency quantiles leave the streams out.
+        for e in exprs:
+            if "histogram_quantile" in e and "pageowner_rpc_duration_seconds_bucket" in e:
+                self.assertIn('method!~".*/(Ingest|ListPages)"', e)
 
     def test_dockerfile_statically(self):
         # No container engine here: the Dockerfile is not built, only read.

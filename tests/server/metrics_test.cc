@@ -2,11 +2,14 @@
 // families, rpc counts from the interceptor, and the address syntax.
 #include "server/metrics.h"
 
+#include <sys/resource.h>
+
 #include <map>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/build_info.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "server/flags.h"
@@ -77,6 +80,41 @@ TEST(MetricsTest, MetricsCountRpcsAndEvents) {
        }) {
     EXPECT_TRUE(absl::StrContains(text, line)) << line << "\nnot in\n" << text;
   }
+}
+
+// What every exporter has: the process's cpu, descriptors and build, and the memory in bytes.
+TEST(MetricsTest, ProcessAndBuildFamilies) {
+  std::unique_ptr<Server> server = StartWithMetrics();
+  ASSERT_NE(server, nullptr);
+  httplib::Client http("127.0.0.1", server->metrics_port());
+  httplib::Result r = http.Get("/metrics");
+  ASSERT_TRUE(r);
+  const std::string& text = r->body;
+  EXPECT_TRUE(absl::StrContains(text, "\npageowner_memory_bytes 67108864\n")) << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, absl::StrCat("\npageowner_build_info{version=\"", std::string(ProjectVersion()),
+                         "\",git=\"", std::string(GitDescribe()), "\",build_type=\"",
+                         std::string(BuildType()), "\"} 1\n")))
+      << text;
+  EXPECT_TRUE(absl::StrContains(text, "# TYPE process_cpu_seconds_total counter\n")) << text;
+  // The values: read back from the text and compared with what this process sees.
+  const auto value = [&](const std::string& name) {
+    const size_t at = text.find(absl::StrCat("\n", name, " "));
+    EXPECT_NE(at, std::string::npos) << name;
+    if (at == std::string::npos) return -1.0;
+    return std::stod(text.substr(at + name.size() + 2));
+  };
+  const double cpu = value("process_cpu_seconds_total");
+  EXPECT_GT(cpu, 0.0);
+  rusage u{};
+  ASSERT_EQ(getrusage(RUSAGE_SELF, &u), 0);
+  EXPECT_LE(cpu, static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 2.0);
+  rlimit files{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &files), 0);
+  EXPECT_EQ(value("process_max_fds"), static_cast<double>(files.rlim_cur));
+  // The server's sockets, epoll and pipes are open: more than stdin, stdout and stderr.
+  EXPECT_GT(value("process_open_fds"), 3.0);
+  EXPECT_LT(value("process_open_fds"), static_cast<double>(files.rlim_cur));
 }
 
 TEST(MetricsTest, NoMetricsAddressServesNothing) {
