@@ -83,6 +83,14 @@ class DeployTest(unittest.TestCase):
         for kind in ("requests", "limits"):
             self.assertIn("cpu", container["resources"][kind])
             self.assertIn("memory", container["resources"][kind])
+        # A sort holds ~510 bytes an allocated page (BENCHMARKS.md, "A sort's peak"): the limit
+        # must hold a sort of a full machine, 0.15 x --memory + 128 MiB.
+        units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+        limit = container["resources"]["limits"]["memory"]
+        limit_bytes = int(limit[:-2]) * units[limit[-2:]]
+        (memory,) = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--memory=")]
+        memory_bytes = int(memory[:-3]) * units[memory[-3:-1]]
+        self.assertGreaterEqual(limit_bytes, 0.15 * memory_bytes + (128 << 20), limit)
         self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/healthz")
         self.assertIn("readinessProbe", container)
         self.assertTrue(template["spec"]["securityContext"]["runAsNonRoot"])
