@@ -93,6 +93,12 @@ void OneStream(v1::PageOwner::Stub* stub, const std::atomic<bool>& stop, Overloa
 void SilentClient(v1::PageOwner::Stub* stub, const std::atomic<bool>& stop, Overload* o) {
   grpc::ClientContext ctx;
   auto rw = stub->Ingest(&ctx);
+  // The daemon stops reading a client that never reads (flow control), so Write blocks: cancel
+  // the call from here once `stop` is set.
+  std::thread canceller([&] {
+    while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ctx.TryCancel();
+  });
   v1::EventBatch b;
   for (uint32_t id = 1; id <= 64; ++id) {
     v1::TaskDef* t = b.add_tasks();
@@ -104,7 +110,7 @@ void SilentClient(v1::PageOwner::Stub* stub, const std::atomic<bool>& stop, Over
     if (!rw->Write(b)) break;
     o->silent_batches.fetch_add(1);
   }
-  ctx.TryCancel();
+  canceller.join();
   rw->Finish();
 }
 
@@ -167,8 +173,12 @@ int SoakBench(Flags flags) {
     workers.emplace_back([&, i] {
       auto channel = Channel(d.address());
       for (uint64_t round = 0; !stop.load(); ++round) {
+        // Each round frees what it holds at its end: the next round's stream starts over. All
+        // streams share one set of stacks (one kernel's call sites, ~3.5 MB of names): with a
+        // set a round they filled --max_symbol_bytes within minutes and every batch after was
+        // refused, which measured the refusal path, not a soak.
         const StreamOutcome o = StreamLive(channel, pages, 0.7 / static_cast<double>(streams),
-                                           200000, i * 1000003 + round, 4096);
+                                           200000, i * 1000003 + round, 4096, true, 1);
         events.fetch_add(o.events);
         failed.fetch_add(o.failed);
       }
@@ -203,13 +213,16 @@ int SoakBench(Flags flags) {
     channels.push_back(Channel(d.address()));
     stubs.push_back(v1::PageOwner::NewStub(channels.back()));
   }
-  for (uint64_t i = 0; i < 10 * max_streams; ++i) {
-    load.emplace_back([&, i] { OneStream(stubs[i % stubs.size()].get(), stop, &o); });
-  }
+  // The name flood and the silent clients first, so that they hold streams before the 10x
+  // crowd takes every slot left (started after it, they were refused at the door).
+  load.emplace_back([&] { NameFlood(stubs[0].get(), stop, &o); });
   for (int i = 0; i < 10; ++i) {
     load.emplace_back([&, i] { SilentClient(stubs[i % stubs.size()].get(), stop, &o); });
   }
-  load.emplace_back([&] { NameFlood(stubs[0].get(), stop, &o); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (uint64_t i = 0; i < 10 * max_streams; ++i) {
+    load.emplace_back([&, i] { OneStream(stubs[i % stubs.size()].get(), stop, &o); });
+  }
   const auto t1 = Clock::now();
   while (Since(t1) < static_cast<double>(overload_seconds) && d.alive()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -1,9 +1,11 @@
 #include "bench/streams.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "bench/bench_util.h"
@@ -101,10 +103,12 @@ StreamOutcome StreamRecorded(const std::shared_ptr<grpc::Channel>& channel, cons
 }
 
 StreamOutcome StreamLive(const std::shared_ptr<grpc::Channel>& channel, uint64_t pages, double fill,
-                         uint64_t events, uint64_t seed, size_t batch) {
+                         uint64_t events, uint64_t seed, size_t batch, bool free_at_end,
+                         uint64_t stack_seed) {
   StreamOutcome out;
   WorkloadOptions wo = BenchWorkload(pages, seed);
   wo.fill = fill;
+  wo.stack_seed = stack_seed;
   Workload w(wo);
   client::SessionOptions so;
   so.batch_events = batch;
@@ -129,16 +133,42 @@ StreamOutcome StreamLive(const std::shared_ptr<grpc::Channel>& channel, uint64_t
   };
   const auto t0 = Clock::now();
   for (uint64_t i = 0; i < events; ++i) {
+    // As `pageowner load`: above the fill level with every known block on its way out, wait for
+    // answers rather than allocate (a small share and a deep in-flight window filled memory).
+    while (w.StarvedAboveFill() && pending_head < pending.size()) {
+      session.Flush();
+      observe();
+      if (w.StarvedAboveFill()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
     const WorkloadEvent e = w.Next();
     pending.push_back(e);
     client::AddWorkloadEvent(&session, e, stacks[e.stack], tasks[e.task]);
     if ((i & 1023) == 1023) observe();
   }
+  uint64_t frees = 0;
+  if (free_at_end) {
+    session.Flush();
+    while (pending_head < pending.size()) {
+      observe();
+      if (pending_head < pending.size())
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    for (const auto& [pfn, order] : w.TakeLive()) {
+      session.Free({.pfn = pfn, .order = order, .stack = {}, .task = {}});
+      ++frees;
+    }
+  }
   const absl::Status st = session.Finish();
-  observe();
+  if (free_at_end) {  // the frees' results: the workload has nothing left to observe
+    results.clear();
+    session.Poll(&results);
+    for (const client::IngestResult& r : results) out.failed += !r.ok();
+  } else {
+    observe();
+  }
   out.seconds = Since(t0);
   if (!st.ok()) std::cerr << "pageowner-bench: ingest stream: " << st << "\n";
-  out.events = events;
+  out.events = events + frees;
   return out;
 }
 

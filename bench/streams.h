@@ -45,9 +45,12 @@ StreamOutcome StreamRecorded(const std::shared_ptr<grpc::Channel>& channel, cons
 
 // One stream of a live workload (it observes its own results as they arrive), for concurrent
 // streams, whose interleaving on the daemon no twin can predict. Each stream keeps `fill` of the
-// machine allocated.
+// machine allocated. With `free_at_end`, once every event is answered it frees every block it
+// holds (more events, counted), so that streams run one after another do not pile memory up.
+// `stack_seed` (not 0): the streams share their stacks' frames, as one kernel's call sites.
 StreamOutcome StreamLive(const std::shared_ptr<grpc::Channel>& channel, uint64_t pages, double fill,
-                         uint64_t events, uint64_t seed, size_t batch);
+                         uint64_t events, uint64_t seed, size_t batch, bool free_at_end = false,
+                         uint64_t stack_seed = 0);
 
 // Allocations of one order until `fill` of the machine is allocated, on one Session.
 StreamOutcome FillOrder(const std::string& address, uint64_t pages, int order, double fill);

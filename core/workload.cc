@@ -32,13 +32,17 @@ Workload::Workload(const WorkloadOptions& options) : options_(options), rng_(opt
   // Stacks share their innermost frames (the allocator) and differ below, like real ones.
   std::uniform_int_distribution<uint64_t> func(16, 200000);
   std::uniform_int_distribution<uint64_t> off(0x10, kFuncSpan - 0x10);
+  std::mt19937_64 stack_rng(options.stack_seed);
+  std::mt19937_64& frames_rng = options.stack_seed != 0 ? stack_rng : rng_;
   for (uint32_t s = 0; s < options.stacks + kFreeStacks; ++s) {
     std::vector<uint64_t> f;
     const bool free_stack = s >= options.stacks;
     f.push_back(Ip(free_stack ? 8 : 0, 0x21a));
     f.push_back(Ip(free_stack ? 9 : 1, 0x198));
     f.push_back(Ip(2 + s % 6, 0x8f));
-    while (static_cast<int>(f.size()) < options.depth) f.push_back(Ip(func(rng_), off(rng_)));
+    while (static_cast<int>(f.size()) < options.depth) {
+      f.push_back(Ip(func(frames_rng), off(frames_rng)));
+    }
     f.resize(options.depth);
     stacks_.push_back(std::move(f));
   }
@@ -62,9 +66,7 @@ WorkloadEvent Workload::Next() {
   const double used = static_cast<double>(allocated_pages()) / static_cast<double>(options_.pages);
   const double u = std::uniform_real_distribution<double>(0, 1)(rng_);
   // Below the fill level allocations dominate, above it frees do; near it they balance.
-  double p_alloc = used < options_.fill - kFillBand   ? 0.8
-                   : used > options_.fill + kFillBand ? 0.2
-                                                      : 0.5;
+  double p_alloc = used < options_.fill - band() ? 0.8 : used > options_.fill + band() ? 0.2 : 0.5;
   if (live_.empty()) p_alloc = 1;
   if (u >= p_alloc && !live_.empty()) {
     const size_t i = rng_() % live_.size();
@@ -105,6 +107,15 @@ WorkloadEvent Workload::Next() {
   }
   pending_pages_ += e.order.pages().raw();
   return e;
+}
+
+std::vector<std::pair<Pfn, Order>> Workload::TakeLive() {
+  std::vector<std::pair<Pfn, Order>> out;
+  out.reserve(live_.size());
+  for (const Live& b : live_) out.emplace_back(Pfn(b.pfn), Order(b.order));
+  live_.clear();
+  live_pages_ = 0;
+  return out;
 }
 
 void Workload::Adopt(Pfn head, Order order) {

@@ -5,6 +5,7 @@
 #ifndef PAGEOWNER_CORE_WORKLOAD_H_
 #define PAGEOWNER_CORE_WORKLOAD_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -24,6 +25,9 @@ struct WorkloadOptions {
   double migrate_ratio = 0.05;
   uint32_t tasks = 64;
   uint64_t seed = 1;
+  // The seed of the stacks' frames alone, when not 0: workloads with different `seed`s and one
+  // `stack_seed` run different events over the same stacks (one kernel's call sites).
+  uint64_t stack_seed = 0;
 };
 
 enum class WorkloadKind : uint8_t { kAlloc, kFree, kMigrate };
@@ -71,6 +75,9 @@ class Workload {
   // own: it counts towards the fill level and may be freed or migrated, so that the level
   // converges to `fill` from above as well as from below.
   void Adopt(Pfn head, Order order);
+  // The blocks it knows to be allocated (observed, not being freed or migrated), and forgets
+  // them: a caller that frees them all leaves the machine as the workload found it.
+  std::vector<std::pair<Pfn, Order>> TakeLive();
 
   // Pages allocated by observed allocations, plus allocations and migrations still pending;
   // a pending free counts as done, so that the events in flight on a stream (thousands, a large
@@ -81,10 +88,12 @@ class Workload {
   // up. A caller whose results arrive late should wait for them instead.
   bool StarvedAboveFill() const {
     return live_.empty() && static_cast<double>(allocated_pages()) >
-                                (options_.fill + kFillBand) * static_cast<double>(options_.pages);
+                                (options_.fill + band()) * static_cast<double>(options_.pages);
   }
   // Below fill - band allocations dominate, above fill + band frees do; within it they balance.
-  static constexpr double kFillBand = 0.05;
+  // 0.05 of memory, or a quarter of the fill when that is less: many streams each keeping a
+  // small share (64 streams at 0.011) must not each wander 0.05 above it.
+  double band() const { return std::min(0.05, options_.fill / 4); }
 
  private:
   struct Live {
