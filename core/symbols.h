@@ -12,8 +12,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "core/snapshot.h"
 
 namespace pageowner {
 
@@ -54,6 +57,16 @@ class SymbolTable {
   uint64_t conflicts() const;
   // Heap bytes held (names and index), for the memory table.
   size_t MemoryBytes() const;
+
+  // Snapshots (core/snapshot.h). SaveState writes every name with its address and whether it is
+  // synthetic, by address, and the conflict count. REQUIRES: no thread changes the table
+  // meanwhile; it reads without taking mu_, so that the forked child of a thread that held the
+  // lock (WithLockHeld) can call it.
+  void SaveState(SnapshotWriter& w) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Reads that into this table, which must be empty. kDataLoss naming the first problem.
+  absl::Status LoadState(SnapshotReader& r) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs fn with the lock held for writing: a fork() in fn copies a table no thread is changing.
+  void WithLockHeld(absl::FunctionRef<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void AppendFrameLocked(uint64_t ip, std::string* out) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
