@@ -28,9 +28,12 @@ namespace pageowner {
 // Thread-safety: every method may be called from any thread.
 class SymbolTable {
  public:
-  // Addresses at or above this value are synthetic (never a real x86_64 kernel text address,
-  // which lies in 0xffffffff80000000..).
+  // Synthetic addresses lie in [kSyntheticBase, kSyntheticBase + 2^40): never a real x86_64
+  // kernel text address, which lies above them, in 0xffffffff80000000...
   static constexpr uint64_t kSyntheticBase = 0xfffffe0000000000ULL;
+  static constexpr bool InSyntheticRange(uint64_t ip) {
+    return ip >= kSyntheticBase && ip - kSyntheticBase < (uint64_t{1} << 40);
+  }
 
   // Names `ip`. Empty names are ignored. Returns false when `ip` already had another name.
   bool Register(uint64_t ip, std::string_view name);

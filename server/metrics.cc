@@ -423,6 +423,7 @@ std::string MetricsExporter::Render() const {
   rpcs_->AppendTo(&out);
   if (auth_ != nullptr) auth_->AppendTo(&out);
   if (wal_ != nullptr) wal_->AppendTo(&out);
+  if (snapshots_ != nullptr) snapshots_->AppendTo(&out);
 
   w.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
   w.Sample("process_resident_memory_bytes", {}, ResidentBytes());

@@ -78,6 +78,10 @@ class SharedMachine {
   };
   ResetResult Reset() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Puts `machine` (of the same options; recovered from a snapshot) in place of the current
+  // one, which is kept as Reset keeps it. For start-up, before anything is served.
+  void Replace(std::unique_ptr<Machine> machine) ABSL_LOCKS_EXCLUDED(mu_);
+
   // The machine's symbol table; thread-safe without the lock. After a Reset, the new machine's.
   SymbolTable& symbols() { return *symbols_.load(std::memory_order_acquire); }
   const SymbolTable& symbols() const { return *symbols_.load(std::memory_order_acquire); }
