@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/huge_pages.h"
 
 namespace pageowner {
 namespace {
@@ -85,6 +86,7 @@ template <typename T>
 BuddyAllocator::ZeroedArray<T>::ZeroedArray(size_t n)
     : data_(static_cast<T*>(std::calloc(n == 0 ? 1 : n, sizeof(T)))), size_(n) {
   if (data_ == nullptr) std::abort();  // out of memory, as operator new would end
+  AdviseHugePages(data_.get(), n * sizeof(T));
 }
 
 // Stored state bytes are XORed with the boot layout's byte at max-order-aligned pfns, which

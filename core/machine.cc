@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/huge_pages.h"
 #include "core/kernel_flags.h"
 #include "core/status_macros.h"
 
@@ -74,6 +75,7 @@ Machine::Machine(const MachineOptions& options, EmptyTag)
       records_(static_cast<Record*>(std::calloc(options.pages.raw(), sizeof(Record)))) {
   assert(ValidateOptions(options).ok());
   if (records_ == nullptr) throw std::bad_alloc();
+  AdviseHugePages(records_.get(), options.pages.raw() * sizeof(Record));
 }
 
 Machine::Machine(const MachineOptions& options) : Machine(options, EmptyTag{}) {
@@ -938,7 +940,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::LoadState(const MachineOptions
   return m;
 }
 
-void Machine::WithSnapshotLocks(absl::FunctionRef<void()> fn) {
+void Machine::WithSnapshotLocks(absl::FunctionRef<void()> fn) const {
   symbols_.WithLockHeld([&] { depot_.WithLocksHeld(fn); });
 }
 

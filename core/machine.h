@@ -348,7 +348,7 @@ class Machine {
                                                             SnapshotReader& r);
   // Runs fn with the symbol table's and the depot's locks held, so that a fork() in fn copies
   // them consistent although other threads may name frames (fork copies only its own thread).
-  void WithSnapshotLocks(absl::FunctionRef<void()> fn);
+  void WithSnapshotLocks(absl::FunctionRef<void()> fn) const;
 
  private:
   // Builds the parts and nothing in them (no special stacks, no tracking): the base of both the

@@ -439,7 +439,7 @@ absl::Status StackDepot::LoadState(SnapshotReader& r) {
   return r.status();
 }
 
-void StackDepot::WithLocksHeld(absl::FunctionRef<void()> fn) {
+void StackDepot::WithLocksHeld(absl::FunctionRef<void()> fn) const {
   absl::MutexLock pool_lock(&pool_mu_);
   absl::MutexLock lock(&mu_);
   fn();

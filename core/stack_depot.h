@@ -134,7 +134,7 @@ class StackDepot {
   // the first problem.
   absl::Status LoadState(SnapshotReader& r) ABSL_LOCKS_EXCLUDED(mu_, pool_mu_);
   // Runs fn with pool_mu_ and mu_ held: a fork() in fn copies a depot that no thread is changing.
-  void WithLocksHeld(absl::FunctionRef<void()> fn) ABSL_LOCKS_EXCLUDED(mu_, pool_mu_);
+  void WithLocksHeld(absl::FunctionRef<void()> fn) const ABSL_LOCKS_EXCLUDED(mu_, pool_mu_);
 
  private:
   struct Record;
@@ -159,7 +159,7 @@ class StackDepot {
   std::atomic<uint32_t> pools_in_use_{0};
 
   // Serializes pool allocation; taken before mu_, never while holding it.
-  absl::Mutex pool_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex pool_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   mutable absl::Mutex mu_;
   Pool* spare_ ABSL_GUARDED_BY(mu_) = nullptr;    // a pool obtained but not yet in use

@@ -164,7 +164,7 @@ absl::Status SymbolTable::LoadState(SnapshotReader& r) {
   return r.status();
 }
 
-void SymbolTable::WithLockHeld(absl::FunctionRef<void()> fn) {
+void SymbolTable::WithLockHeld(absl::FunctionRef<void()> fn) const {
   absl::MutexLock lock(&mu_);
   fn();
 }

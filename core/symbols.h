@@ -69,7 +69,7 @@ class SymbolTable {
   // Reads that into this table, which must be empty. kDataLoss naming the first problem.
   absl::Status LoadState(SnapshotReader& r) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs fn with the lock held for writing: a fork() in fn copies a table no thread is changing.
-  void WithLockHeld(absl::FunctionRef<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+  void WithLockHeld(absl::FunctionRef<void()> fn) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void AppendFrameLocked(uint64_t ip, std::string* out) const ABSL_SHARED_LOCKS_REQUIRED(mu_);

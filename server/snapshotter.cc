@@ -205,7 +205,8 @@ absl::StatusOr<SnapshotResult> Snapshotter::Take() {
     seq = wal_->next_seq() - 1;
     temp = SnapshotTempPath(dir_, seq);
     const WalNames& names = wal_->names();
-    machine_->Write([&](Machine& m) {
+    // No reader lock: on this thread nothing else changes the machine (see ReadAsWriter).
+    machine_->ReadAsWriter([&](const Machine& m) {
       m.WithSnapshotLocks([&] {
         pid = fork();
         if (pid == 0) ChildWrite(pipe_fds[1], temp, m, names, geometry_, seq, crash_during);

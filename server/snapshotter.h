@@ -3,8 +3,9 @@
 // rpc), without stopping ingest for longer than a fork.
 //
 // A snapshot: on the ingest writer thread, between two batches (so that the machine holds
-// exactly the log's records up to seq, and the log's names are those up to seq), the writer
-// lock is taken with the symbol table's and the depot's locks, and the process forks; the
+// exactly the log's records up to seq, and the log's names are those up to seq; that thread is
+// the machine's one writer, so no machine lock is needed and none is waited for), the symbol
+// table's and the depot's locks are taken and the process forks; the
 // child, a copy-on-write image of that moment, writes DIR/snap-<seq>.snap.tmp, fsyncs it and
 // _exits; the writer goes on at once. The snapshotter's thread reaps the child, makes the log
 // durable through seq (the log is never behind a snapshot), renames the file into place and
