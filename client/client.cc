@@ -95,6 +95,12 @@ absl::StatusOr<v1::SetTrackingResponse> Client::SetTracking(bool on, uint64_t ts
       [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->SetTracking(c, q, r); });
 }
 
+absl::StatusOr<v1::SnapshotResponse> Client::Snapshot() {
+  return Unary<v1::SnapshotRequest, v1::SnapshotResponse>(
+      options_.timeout, v1::SnapshotRequest(),
+      [&](grpc::ClientContext* c, const auto& q, auto* r) { return stub_->Snapshot(c, q, r); });
+}
+
 absl::StatusOr<v1::ResetResponse> Client::Reset() {
   return Unary<v1::ResetRequest, v1::ResetResponse>(
       options_.timeout, v1::ResetRequest(),

@@ -55,6 +55,8 @@ class Client {
   // Admin: empties the daemon's machine. Errors: kFailedPrecondition while ingest streams are
   // open or the daemon keeps a write-ahead log.
   absl::StatusOr<v1::ResetResponse> Reset();
+  // Admin: a snapshot now, answered once it is durable.
+  absl::StatusOr<v1::SnapshotResponse> Snapshot();
   // The gzipped pprof heap profile. Errors: kInvalidArgument for an order above 10.
   absl::StatusOr<v1::GetProfileResponse> GetProfile(const v1::GetProfileRequest& request);
 

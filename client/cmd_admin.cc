@@ -1,8 +1,10 @@
-// `pageowner reset` and `pageowner tracking on|off`: starting over on a running daemon, and
-// page_owner tracking switched as the kernel's page_owner=on boot parameter would.
+// `pageowner reset`, `pageowner tracking on|off` and `pageowner snapshot`: starting over on a
+// running daemon, page_owner tracking switched as the kernel's page_owner=on boot parameter
+// would, and a snapshot of the daemon's state taken now.
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "client/command.h"
 #include "client/commands.h"
 
@@ -43,7 +45,39 @@ int RunTracking(client::Client& client, const TrackingOptions& options, Io io) {
   return kExitOk;
 }
 
+struct SnapshotOptions {};
+
+absl::StatusOr<SnapshotOptions> ParseSnapshot(const CommandLine& /*line*/) {
+  return SnapshotOptions{};
+}
+
+int RunSnapshot(client::Client& client, const SnapshotOptions& /*options*/, Io io) {
+  absl::StatusOr<v1::SnapshotResponse> r = client.Snapshot();
+  if (!r.ok()) return ServerError(io, r.status());
+  io.out << "snapshot: " << r->path() << "\n"
+         << "  " << r->bytes() << " bytes, log record " << r->log_seq() << ", "
+         << absl::StrFormat("%.3f", r->duration_seconds()) << " s (ingest paused "
+         << absl::StrFormat("%.1f", r->stall_seconds() * 1e3) << " ms); " << r->segments_deleted()
+         << " log segments and " << r->snapshots_deleted() << " older snapshots deleted\n";
+  return kExitOk;
+}
+
 }  // namespace
+
+const Command& SnapshotCommand() {
+  static const auto* const kCommand = new Command{
+      .name = "snapshot",
+      .synopsis = "snapshot",
+      .summary =
+          "admin: the daemon writes a snapshot of its state now (--data_dir) and prints its\n"
+          "path, size and duration",
+      .min_positional = 0,
+      .max_positional = 0,
+      .flags = {},
+      .parse = Steps(ParseSnapshot, RunSnapshot),
+  };
+  return *kCommand;
+}
 
 const Command& ResetCommand() {
   static const auto* const kCommand = new Command{

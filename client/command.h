@@ -72,6 +72,7 @@ const Command& StatsCommand();
 const Command& ReplayCommand();
 const Command& LoadCommand();
 const Command& ResetCommand();     // cmd_admin.cc
+const Command& SnapshotCommand();  // cmd_admin.cc
 const Command& TrackingCommand();  // cmd_admin.cc
 const Command& PprofCommand();
 const Command& RecordCommand();  // cmd_record.cc: --kernel, or `-- CMD` (cmd_app_record.cc)

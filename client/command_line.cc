@@ -33,9 +33,10 @@ const Command& HelpCommand() {
 
 const std::vector<const Command*>& Commands() {
   static const auto* const kCommands = new std::vector<const Command*>{
-      &PageCommand(),     &StackCommand(),  &StacksCommand(), &DumpCommand(),  &ImportCommand(),
-      &SortCommand(),     &StatsCommand(),  &ReplayCommand(), &LoadCommand(),  &ResetCommand(),
-      &TrackingCommand(), &RecordCommand(), &TokenCommand(),  &PprofCommand(), &HelpCommand(),
+      &PageCommand(),   &StackCommand(), &StacksCommand(),   &DumpCommand(),
+      &ImportCommand(), &SortCommand(),  &StatsCommand(),    &ReplayCommand(),
+      &LoadCommand(),   &ResetCommand(), &SnapshotCommand(), &TrackingCommand(),
+      &RecordCommand(), &TokenCommand(), &PprofCommand(),    &HelpCommand(),
   };
   return *kCommands;
 }

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/huge_pages.h"
 
 namespace pageowner {
 namespace {
@@ -85,6 +86,7 @@ template <typename T>
 BuddyAllocator::ZeroedArray<T>::ZeroedArray(size_t n)
     : data_(static_cast<T*>(std::calloc(n == 0 ? 1 : n, sizeof(T)))), size_(n) {
   if (data_ == nullptr) std::abort();  // out of memory, as operator new would end
+  AdviseHugePages(data_.get(), n * sizeof(T));
 }
 
 // Stored state bytes are XORed with the boot layout's byte at max-order-aligned pfns, which
@@ -604,6 +606,95 @@ absl::Status BuddyAllocator::CheckInvariants() const {
       }
     }
     if (set != listed) return fail("order ", k, " has ", set, " bits but ", listed, " listed");
+  }
+  return absl::OkStatus();
+}
+
+void BuddyAllocator::SaveState(SnapshotWriter& w) const {
+  w.Tag(SnapshotTag("BUDY"));
+  w.U64(pages_);
+  w.U64(steals_);
+  w.U64(pageblock_mt_.size());
+  w.Bytes(pageblock_mt_.data(), pageblock_mt_.size());
+  // The stored bytes as they are (XORed with the boot layout): an untouched run is zero.
+  w.SparseBytes(state_.data(), state_.size());
+}
+
+absl::Status BuddyAllocator::LoadState(SnapshotReader& r) {
+  r.ExpectTag(SnapshotTag("BUDY"), "allocator");
+  const uint64_t pages = r.U64();
+  const uint64_t steals = r.U64();
+  const uint64_t pageblocks = r.U64();
+  if (r.ok() && (pages != pages_ || pageblocks != pageblock_mt_.size())) {
+    r.Fail(absl::StrCat("allocator of ", pages, " pages and ", pageblocks,
+                        " pageblocks; this one has ", pages_, " and ", pageblock_mt_.size()));
+  }
+  if (!r.ok()) return r.status();
+  std::vector<uint8_t> types(pageblocks);
+  r.Bytes(types.data(), types.size());
+  for (uint64_t pb = 0; pb < types.size() && r.ok(); ++pb) {
+    if (types[pb] >= kNumFreeListTypes)
+      r.Fail(absl::StrCat("pageblock ", pb, " has type ", int{types[pb]}));
+  }
+  // state_ is as calloc left it except for the boot's tail blocks, which the loop below rewrites
+  // from the saved bytes; zero it first so that a sparse block reads as the saved zeros.
+  for (uint64_t p = (pages_ >> kMaxOrder) << kMaxOrder; p < pages_; ++p) state_[p] = 0;
+  r.SparseBytes(&state_[0], state_.size());
+  if (!r.ok()) return r.status();
+  pageblock_mt_ = std::move(types);
+  steals_ = steals;
+
+  // The free lists, from scratch.
+  for (FreeArea& area : areas_) {
+    for (uint64_t w = 0; w < area.bits.size(); ++w) area.bits[w] = 0;
+    for (auto& levels : area.summary) {
+      for (auto& level : levels) std::fill(level.begin(), level.end(), 0);
+    }
+  }
+  free_count_ = {};
+  alloc_count_ = {};
+  free_pages_ = 0;
+  const auto bad = [&](auto&&... parts) {
+    r.Fail(absl::StrCat("allocator: ", parts...));
+    return r.status();
+  };
+  for (uint64_t p = 0; p < pages_;) {
+    const uint8_t s = State(p);
+    const unsigned k = OrderOf(s);
+    if (Kind(s) != kKindFree && Kind(s) != kKindAllocated) {
+      return bad("pfn ", p, " should head a block but reads ", int{s});
+    }
+    if (k > kMaxOrder || p % Pages(k) != 0 || p + Pages(k) > pages_) {
+      return bad("block at pfn ", p, " of order ", k, " is misaligned or passes the end");
+    }
+    for (uint64_t q = p + 1; q < p + Pages(k); ++q) {
+      if (State(q) != kKindInside)
+        return bad("pfn ", q, " inside block ", p, " reads ", int{State(q)});
+    }
+    if (Kind(s) == kKindFree) {
+      if (MtOf(s) != 0) return bad("free block at pfn ", p, " carries a migratetype");
+      const uint64_t buddy = p ^ Pages(k);
+      if (k < kMaxOrder && buddy < p && State(buddy) == FreeByte(k)) {
+        return bad("free buddies at pfns ", buddy, " and ", p, " of order ", k);
+      }
+      const uint64_t pos = p >> k;
+      areas_[k].bits[pos >> 6] |= Bit(pos);
+      ++free_count_[ListOf(p)][k];
+      free_pages_ += Pages(k);
+    } else {
+      if (MtOf(s) >= kNumFreeListTypes) return bad("block at pfn ", p, " has a bad migratetype");
+      ++alloc_count_[MtOf(s)][k];
+    }
+    p += Pages(k);
+  }
+  for (unsigned k = 0; k <= kMaxOrder; ++k) {
+    FreeArea& area = areas_[k];
+    for (uint64_t w = 0; w < area.bits.size(); ++w) {
+      if (area.bits[w] == 0) continue;
+      for (int mt = 0; mt < kNumFreeListTypes; ++mt) {
+        if (WordHasList(k, w, mt)) SummarySet(area, mt, w);
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/snapshot.h"
 #include "core/types.h"
 
 namespace pageowner {
@@ -151,6 +152,15 @@ class BuddyAllocator {
   // Checks every invariant above by a full scan, O(total_pages()); for tests. Returns kInternal
   // naming the first violation.
   absl::Status CheckInvariants() const;
+
+  // Snapshots (core/snapshot.h). SaveState writes the per-page bytes (sparse: untouched runs cost
+  // a byte), the pageblock types and the fallback count; the free lists and counters follow
+  // from them. LoadState reads that into this allocator, which must be freshly constructed with
+  // the same page count, and rebuilds the lists: the result equals the saved allocator, and
+  // behaves the same from then on. kDataLoss naming the first problem when the bytes do not
+  // describe a valid allocator (invariants 1-4).
+  void SaveState(SnapshotWriter& w) const;
+  absl::Status LoadState(SnapshotReader& r);
 
  private:
   // A zero-filled array from calloc: the OS backs its pages only once they are written, so a

@@ -6,7 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/huge_pages.h"
 #include "core/kernel_flags.h"
+#include "core/status_macros.h"
 
 namespace pageowner {
 namespace {
@@ -64,7 +66,7 @@ absl::Status Machine::ValidateOptions(const MachineOptions& o) {
   return absl::OkStatus();
 }
 
-Machine::Machine(const MachineOptions& options)
+Machine::Machine(const MachineOptions& options, EmptyTag)
     : buddy_(options.pages),
       depot_(StackDepotOptions{.max_depth = options.stack_depth,
                                .max_pools = options.depot_max_pools,
@@ -73,6 +75,10 @@ Machine::Machine(const MachineOptions& options)
       records_(static_cast<Record*>(std::calloc(options.pages.raw(), sizeof(Record)))) {
   assert(ValidateOptions(options).ok());
   if (records_ == nullptr) throw std::bad_alloc();
+  AdviseHugePages(records_.get(), options.pages.raw() * sizeof(Record));
+}
+
+Machine::Machine(const MachineOptions& options) : Machine(options, EmptyTag{}) {
   set_page_owner_ret_ip_ = symbols_.SyntheticAddress(kSetPageOwnerRet);
   for (std::string_view f : kPoolFrames) pool_frames_.push_back(symbols_.SyntheticAddress(f));
   pool_frames_.push_back(set_page_owner_ret_ip_);
@@ -705,6 +711,237 @@ MachineMemory Machine::MemoryUsage() const {
                extras_.MemoryBytes() + extras_by_head_.capacity() * (sizeof(uint64_t) * 2 + 1);
   m.symbols = symbols_.MemoryBytes();
   return m;
+}
+
+namespace {
+
+// MachineCounters as written: every field, in declaration order.
+constexpr int kCounterFields = 13;
+static_assert(sizeof(MachineCounters) == kCounterFields * sizeof(uint64_t),
+              "a new MachineCounters field must be added to the snapshot (and the format "
+              "version raised)");
+
+}  // namespace
+
+void Machine::SaveState(SnapshotWriter& w) const {
+  const uint64_t pages = total_pages().raw();
+  w.Tag(SnapshotTag("MACH"));
+  w.U64(pages);
+  w.U32(static_cast<uint32_t>(depot_.max_depth()));
+  w.U32(depot_.max_pools());
+  buddy_.SaveState(w);
+  symbols_.SaveState(w);
+  depot_.SaveState(w);
+
+  w.Tag(SnapshotTag("ACTX"));
+  w.U64(alloc_contexts_.size() - 1);
+  for (uint32_t id = 1; id < alloc_contexts_.size(); ++id) {
+    const AllocContext& c = alloc_contexts_.Get(id);
+    w.Pod(c.pid);
+    w.Pod(c.tgid);
+    w.U32(c.gfp_mask);
+    w.U8(c.order);
+    w.Pod(c.reason);
+    w.Bytes(c.comm.data(), c.comm.size());
+  }
+  w.Tag(SnapshotTag("FCTX"));
+  w.U64(free_contexts_.size() - 1);
+  for (uint32_t id = 1; id < free_contexts_.size(); ++id) {
+    const FreeContext& c = free_contexts_.Get(id);
+    w.U32(c.free_handle);
+    w.Pod(c.free_pid);
+    w.Pod(c.free_tgid);
+  }
+  w.Tag(SnapshotTag("EXTR"));
+  w.U64(extras_.size() - 1);
+  for (uint32_t id = 1; id < extras_.size(); ++id) {
+    const PrintedExtras& e = extras_.Get(id);
+    w.U64(e.page_flags);
+    w.String(e.flags_text);
+    w.String(e.gfp_names);
+    w.U8(e.slab_cache ? 1 : 0);
+    w.String(e.memcg);
+  }
+  std::vector<std::pair<uint64_t, uint32_t>> by_head(extras_by_head_.begin(),
+                                                     extras_by_head_.end());
+  std::sort(by_head.begin(), by_head.end());
+  w.U64(extras_by_head_.capacity());
+  w.U64(by_head.size());
+  for (const auto& [head, id] : by_head) {
+    w.U64(head);
+    w.U32(id);
+  }
+
+  w.Tag(SnapshotTag("RECS"));
+  static_assert(sizeof(Record) == 28);
+  w.SparseBytes(records_.get(), pages * sizeof(Record));
+
+  w.Tag(SnapshotTag("MISC"));
+  w.U64(set_page_owner_ret_ip_);
+  w.U64(pool_frames_.size());
+  for (uint64_t ip : pool_frames_) w.U64(ip);
+  w.U64(depot_pools_.size());
+  for (Pfn p : depot_pools_) w.U64(p.raw());
+  w.U32(dummy_handle_.raw());
+  w.U32(failure_handle_.raw());
+  w.U32(early_handle_.raw());
+  w.U8(tracking_ ? 1 : 0);
+  w.U64(tracked_pages_);
+  const MachineCounters& c = counters_;
+  for (uint64_t v :
+       {c.allocs, c.frees, c.migrates, c.rejected, c.dummy_handle_uses, c.failure_handle_uses,
+        c.early_handle_pages, c.repaired_allocs, c.repaired_frees, c.ignored_frees, c.implied_frees,
+        c.implied_freed_pages, c.split_blocks}) {
+    w.U64(v);
+  }
+  w.Tag(SnapshotTag("END."));
+}
+
+absl::StatusOr<std::unique_ptr<Machine>> Machine::LoadState(const MachineOptions& options,
+                                                            SnapshotReader& r) {
+  PO_RETURN_IF_ERROR(ValidateOptions(options));
+  r.ExpectTag(SnapshotTag("MACH"), "machine");
+  const uint64_t pages = r.U64();
+  const uint32_t depth = r.U32();
+  const uint32_t pools = r.U32();
+  if (!r.ok()) return r.status();
+  if (pages != options.pages.raw() || depth != static_cast<uint32_t>(options.stack_depth) ||
+      pools != options.depot_max_pools) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the snapshot is of a machine of ", pages, " pages, stack depth ", depth, ", ", pools,
+        " depot pools; this one has ", options.pages.raw(), " pages, stack depth ",
+        options.stack_depth, ", ", options.depot_max_pools, " depot pools"));
+  }
+  std::unique_ptr<Machine> m(new Machine(options, EmptyTag{}));
+  PO_RETURN_IF_ERROR(m->buddy_.LoadState(r));
+  PO_RETURN_IF_ERROR(m->symbols_.LoadState(r));
+  PO_RETURN_IF_ERROR(m->depot_.LoadState(r));
+
+  const auto bad = [&](auto&&... parts) {
+    r.Fail(absl::StrCat(parts...));
+    return r.status();
+  };
+  r.ExpectTag(SnapshotTag("ACTX"), "allocation contexts");
+  const uint64_t actx = r.Count(kCtxMask - 1, "allocation contexts");
+  for (uint64_t i = 0; i < actx && r.ok(); ++i) {
+    AllocContext c;
+    c.pid = r.Pod<int32_t>();
+    c.tgid = r.Pod<int32_t>();
+    c.gfp_mask = r.U32();
+    c.order = r.U8();
+    c.reason = r.Pod<int8_t>();
+    r.Bytes(c.comm.data(), c.comm.size());
+    if (!r.ok()) break;
+    if (c.order > kMaxOrder || c.comm.back() != '\0' ||
+        m->alloc_contexts_.Intern(c) != static_cast<uint32_t>(i + 1)) {
+      return bad("allocation context ", i + 1, " is out of range or a repeat");
+    }
+  }
+  r.ExpectTag(SnapshotTag("FCTX"), "free contexts");
+  const uint64_t fctx = r.Count(kCtxMask - 1, "free contexts");
+  for (uint64_t i = 0; i < fctx && r.ok(); ++i) {
+    FreeContext c;
+    c.free_handle = r.U32();
+    c.free_pid = r.Pod<int32_t>();
+    c.free_tgid = r.Pod<int32_t>();
+    if (!r.ok()) break;
+    if ((c.free_handle != 0 && !m->depot_.Contains(StackHandle(c.free_handle))) ||
+        m->free_contexts_.Intern(c) != static_cast<uint32_t>(i + 1)) {
+      return bad("free context ", i + 1, " names no stack or is a repeat");
+    }
+  }
+  r.ExpectTag(SnapshotTag("EXTR"), "printed extras");
+  const uint64_t extras = r.Count(kCtxMask - 1, "printed extras");
+  for (uint64_t i = 0; i < extras && r.ok(); ++i) {
+    PrintedExtras e;
+    e.page_flags = r.U64();
+    e.flags_text = r.String(1 << 16);
+    e.gfp_names = r.String(1 << 16);
+    const uint8_t slab = r.U8();
+    e.memcg = r.String(1 << 16);
+    e.slab_cache = slab == 1;
+    if (!r.ok()) break;
+    if (slab > 1 || m->extras_.Intern(e) != static_cast<uint32_t>(i + 1)) {
+      return bad("printed extras ", i + 1, " are malformed or a repeat");
+    }
+  }
+  const uint64_t capacity = r.Count(uint64_t{1} << 40, "extras map capacity");
+  const uint64_t heads = r.Count(pages, "imported block heads");
+  if (capacity > 0 && r.ok()) m->extras_by_head_.reserve(capacity - capacity / 8);
+  for (uint64_t i = 0; i < heads && r.ok(); ++i) {
+    const uint64_t head = r.U64();
+    const uint32_t id = r.U32();
+    if (!r.ok()) break;
+    if (head >= pages || id == 0 || id >= m->extras_.size() ||
+        !m->extras_by_head_.emplace(head, id).second) {
+      return bad("imported block ", i, " at pfn ", head, " is out of range or a repeat");
+    }
+  }
+
+  r.ExpectTag(SnapshotTag("RECS"), "page records");
+  r.SparseBytes(m->records_.get(), pages * sizeof(Record));
+  if (!r.ok()) return r.status();
+  uint64_t allocated = 0;
+  for (uint64_t p = 0; p < pages; ++p) {
+    const Record& rec = m->records_[p];
+    if ((rec.actx & kCtxMask) >= m->alloc_contexts_.size() ||
+        rec.fctx >= m->free_contexts_.size() ||
+        (rec.handle != 0 && !m->depot_.Contains(StackHandle(rec.handle)))) {
+      return bad("the record of pfn ", p, " names no context or stack");
+    }
+    if (rec.actx & kAllocatedBit) ++allocated;
+  }
+
+  r.ExpectTag(SnapshotTag("MISC"), "machine counters");
+  m->set_page_owner_ret_ip_ = r.U64();
+  const uint64_t frames = r.Count(StackDepot::kMaxStackDepth, "pool frames");
+  for (uint64_t i = 0; i < frames && r.ok(); ++i) m->pool_frames_.push_back(r.U64());
+  const uint64_t depot_pools = r.Count(pools + uint64_t{1}, "depot pools");
+  for (uint64_t i = 0; i < depot_pools && r.ok(); ++i) {
+    const Pfn p(r.U64());
+    if (r.ok() && (p.raw() >= pages || !m->buddy_.IsAllocated(p))) {
+      return bad("depot pool ", i, " at pfn ", p.raw(), " is not an allocated block");
+    }
+    m->depot_pools_.push_back(p);
+  }
+  m->dummy_handle_ = StackHandle(r.U32());
+  m->failure_handle_ = StackHandle(r.U32());
+  m->early_handle_ = StackHandle(r.U32());
+  const uint8_t tracking = r.U8();
+  m->tracked_pages_ = r.U64();
+  uint64_t counters[kCounterFields];
+  for (uint64_t& v : counters) v = r.U64();
+  r.ExpectTag(SnapshotTag("END."), "end of machine");
+  if (!r.ok()) return r.status();
+  for (StackHandle h : {m->dummy_handle_, m->failure_handle_, m->early_handle_}) {
+    if (!m->depot_.Contains(h)) return bad("special stack handle ", h.raw(), " names no stack");
+  }
+  if (tracking > 1) return bad("tracking flag ", int{tracking});
+  if (allocated != m->tracked_pages_) {
+    return bad("tracked pages ", m->tracked_pages_, " but ", allocated, " records are allocated");
+  }
+  m->tracking_ = tracking == 1;
+  MachineCounters& c = m->counters_;
+  uint64_t* fields[] = {&c.allocs,
+                        &c.frees,
+                        &c.migrates,
+                        &c.rejected,
+                        &c.dummy_handle_uses,
+                        &c.failure_handle_uses,
+                        &c.early_handle_pages,
+                        &c.repaired_allocs,
+                        &c.repaired_frees,
+                        &c.ignored_frees,
+                        &c.implied_frees,
+                        &c.implied_freed_pages,
+                        &c.split_blocks};
+  static_assert(std::size(fields) == kCounterFields);
+  for (size_t i = 0; i < std::size(fields); ++i) *fields[i] = counters[i];
+  return m;
+}
+
+void Machine::WithSnapshotLocks(absl::FunctionRef<void()> fn) const {
+  symbols_.WithLockHeld([&] { depot_.WithLocksHeld(fn); });
 }
 
 }  // namespace pageowner

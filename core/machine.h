@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/buddy_allocator.h"
+#include "core/snapshot.h"
 #include "core/stack_depot.h"
 #include "core/symbols.h"
 #include "core/types.h"
@@ -332,7 +333,29 @@ class Machine {
   // holds it is a recursive call from inside page_owner (the seed's check_recursive_alloc).
   uint64_t set_page_owner_ret_ip() const { return set_page_owner_ret_ip_; }
 
+  // ---- Snapshots (core/snapshot.h) ----
+  // Writes everything this Machine holds: the allocator, the symbol table, the depot, the page
+  // records, the interned contexts and printed extras, the depot's pools, the special handles,
+  // tracking and the counters. REQUIRES: no mutator runs, and no other thread changes the symbol
+  // table or the depot meanwhile: call it on the writer thread between events with nothing else
+  // naming frames, or in the forked child of a thread that forked inside WithSnapshotLocks.
+  void SaveState(SnapshotWriter& w) const;
+  // A Machine equal to the saved one: the same dump, stacks, stats and handles, and the same
+  // results for the same later events. kFailedPrecondition when the state was saved by a
+  // Machine of other options (the message names both); kDataLoss naming the first problem
+  // when the bytes do not decode into a valid Machine (never a crash).
+  static absl::StatusOr<std::unique_ptr<Machine>> LoadState(const MachineOptions& options,
+                                                            SnapshotReader& r);
+  // Runs fn with the symbol table's and the depot's locks held, so that a fork() in fn copies
+  // them consistent although other threads may name frames (fork copies only its own thread).
+  void WithSnapshotLocks(absl::FunctionRef<void()> fn) const;
+
  private:
+  // Builds the parts and nothing in them (no special stacks, no tracking): the base of both the
+  // public constructor and LoadState.
+  struct EmptyTag {};
+  Machine(const MachineOptions& options, EmptyTag);
+
   // The packed per-page record: 28 bytes (see MemoryUsage and README for the budget).
   struct __attribute__((packed, aligned(4))) Record {
     uint64_t ts_ns;
@@ -376,6 +399,8 @@ class Machine {
     Interner() { values_.emplace_back(); }  // id 0: none
     uint32_t Intern(const K& k);
     const K& Get(uint32_t id) const { return values_[id]; }
+    // Ids 1.. in order (0 is "none").
+    uint32_t size() const { return static_cast<uint32_t>(values_.size()); }
     size_t MemoryBytes() const;
 
    private:

@@ -5,6 +5,9 @@
 #include <cassert>
 #include <cstring>
 #include <new>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 namespace pageowner {
 namespace {
@@ -322,6 +325,124 @@ size_t StackDepot::MemoryBytes() const {
          (spare_ != nullptr ? sizeof(Pool) : 0) + (bucket_mask_ + 1) * sizeof(uint32_t) +
          max_pools_ * sizeof(Pool*) + stored_.capacity() * sizeof(StackHandle) +
          owner_list_.capacity() * sizeof(StackHandle);
+}
+
+void StackDepot::SaveState(SnapshotWriter& w) const {
+  w.Tag(SnapshotTag("DEPT"));
+  w.U32(static_cast<uint32_t>(max_depth_));
+  w.U32(max_pools_);
+  w.U32(bucket_mask_ + 1);
+  w.U64(stored_.size());
+  for (StackHandle h : stored_) {
+    const Record* r = Lookup(h);
+    w.U32(h.raw());
+    w.U32(r->size);
+    w.Bytes(r->frames(), r->size * sizeof(uint64_t));
+    w.I64(r->pages.load(std::memory_order_relaxed));
+    w.U64(r->allocations.load(std::memory_order_relaxed));
+  }
+  w.U64(owner_list_.size());
+  for (StackHandle h : owner_list_) w.U32(h.raw());
+  w.U64(truncated_.load(std::memory_order_relaxed));
+  w.U64(failed_.load(std::memory_order_relaxed));
+  w.U8(spare_ != nullptr ? 1 : 0);
+}
+
+absl::Status StackDepot::LoadState(SnapshotReader& r) {
+  r.ExpectTag(SnapshotTag("DEPT"), "stack depot");
+  const uint32_t depth = r.U32();
+  const uint32_t pools = r.U32();
+  const uint32_t buckets = r.U32();
+  if (r.ok() && (depth != static_cast<uint32_t>(max_depth_) || pools != max_pools_ ||
+                 buckets != bucket_mask_ + 1)) {
+    r.Fail(absl::StrCat("depot of depth ", depth, ", ", pools, " pools, ", buckets,
+                        " buckets; this one has ", max_depth_, ", ", max_pools_, ", ",
+                        bucket_mask_ + 1));
+  }
+  const uint64_t n = r.Count(uint64_t{max_pools_} * (kPoolBytes / kAlign), "stored stacks");
+  absl::MutexLock pool_lock(&pool_mu_);
+  absl::MutexLock lock(&mu_);
+  if (!stored_.empty() || pools_in_use_.load(std::memory_order_relaxed) != 0) {
+    r.Fail("the depot to load into is not empty");
+  }
+  std::vector<uint64_t> frames;
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    const uint32_t handle = r.U32();
+    const uint32_t size = r.U32();
+    if (r.ok() && (size == 0 || size > static_cast<uint32_t>(max_depth_))) {
+      r.Fail(absl::StrCat("stack ", i, " has ", size, " frames"));
+    }
+    if (!r.ok()) break;
+    frames.resize(size);
+    r.Bytes(frames.data(), size * sizeof(uint64_t));
+    const int64_t pages = r.I64();
+    const uint64_t allocations = r.U64();
+    if (!r.ok()) break;
+    // Where Save put it: the newest pool when it fits, else the next one.
+    const size_t bytes = Record::BytesFor(size);
+    uint32_t in_use = pools_in_use_.load(std::memory_order_relaxed);
+    if (in_use == 0 || current_used_ + bytes > kPoolBytes) {
+      if (in_use >= max_pools_) {
+        r.Fail(absl::StrCat("stack ", i, " needs pool ", in_use + 1, " of ", max_pools_));
+        break;
+      }
+      auto* pool = new Pool;
+      for (auto& word : pool->starts) word.store(0, std::memory_order_relaxed);
+      pools_[in_use].store(pool, std::memory_order_release);
+      pools_in_use_.store(++in_use, std::memory_order_release);
+      current_used_ = 0;
+    }
+    const auto offset = static_cast<uint32_t>(current_used_);
+    if (MakeHandle(in_use - 1, offset) != handle) {
+      r.Fail(absl::StrCat("stack ", i, " was saved with handle ", handle, " but lands at ",
+                          MakeHandle(in_use - 1, offset)));
+      break;
+    }
+    if (Find(frames).valid()) {
+      r.Fail(absl::StrCat("stack ", i, " (handle ", handle, ") is stored twice"));
+      break;
+    }
+    Pool* pool = pools_[in_use - 1].load(std::memory_order_relaxed);
+    auto* rec = new (pool->data + offset) Record;
+    rec->hash = Hash(frames);
+    rec->size = size;
+    rec->handle = handle;
+    rec->pages.store(pages, std::memory_order_relaxed);
+    rec->allocations.store(allocations, std::memory_order_relaxed);
+    std::memcpy(rec->frames(), frames.data(), size * sizeof(uint64_t));
+    const uint32_t bucket = rec->hash & bucket_mask_;
+    rec->next.store(buckets_[bucket].load(std::memory_order_relaxed), std::memory_order_relaxed);
+    const uint32_t slot = offset / kAlign;
+    pool->starts[slot / 64].fetch_or(uint64_t{1} << (slot % 64), std::memory_order_release);
+    buckets_[bucket].store(handle, std::memory_order_release);
+    current_used_ += bytes;
+    persistent_bytes_ += bytes;
+    stored_.push_back(StackHandle(handle));
+  }
+  const uint64_t owners = r.Count(n, "owner stacks");
+  for (uint64_t i = 0; i < owners && r.ok(); ++i) {
+    const StackHandle h(r.U32());
+    const Record* rec = Lookup(h);
+    if (r.ok() && (rec == nullptr || rec->allocations.load(std::memory_order_relaxed) == 0)) {
+      r.Fail(absl::StrCat("owner stack ", h.raw(), " is not a charged stack"));
+    }
+    owner_list_.push_back(h);
+  }
+  truncated_.store(r.U64(), std::memory_order_relaxed);
+  failed_.store(r.U64(), std::memory_order_relaxed);
+  const uint8_t spare = r.U8();
+  if (r.ok() && spare > 1) r.Fail(absl::StrCat("spare pool marker ", int{spare}));
+  if (r.ok() && spare == 1) {
+    spare_ = new Pool;
+    for (auto& word : spare_->starts) word.store(0, std::memory_order_relaxed);
+  }
+  return r.status();
+}
+
+void StackDepot::WithLocksHeld(absl::FunctionRef<void()> fn) const {
+  absl::MutexLock pool_lock(&pool_mu_);
+  absl::MutexLock lock(&mu_);
+  fn();
 }
 
 }  // namespace pageowner

@@ -11,8 +11,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "core/snapshot.h"
 #include "core/types.h"
 
 namespace pageowner {
@@ -121,6 +123,19 @@ class StackDepot {
   // Heap bytes held: pools, pool table, hash table, owner list.
   size_t MemoryBytes() const;
 
+  // Snapshots (core/snapshot.h). SaveState writes every stored stack in the order it was stored
+  // (handle, frames, pages, allocations), the owner list, the counters and whether a spare pool
+  // is held. REQUIRES: no Save or Charge runs meanwhile. It reads without taking mu_, so that the
+  // forked child of a thread that held the locks (WithLocksHeld) can call it.
+  void SaveState(SnapshotWriter& w) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Reads that into this depot, which must be freshly constructed with the same options and
+  // hold nothing. The PoolAllocator is not called (the pools were paid for when first taken):
+  // each stack is placed as Save placed it, and must land at its saved handle. kDataLoss naming
+  // the first problem.
+  absl::Status LoadState(SnapshotReader& r) ABSL_LOCKS_EXCLUDED(mu_, pool_mu_);
+  // Runs fn with pool_mu_ and mu_ held: a fork() in fn copies a depot that no thread is changing.
+  void WithLocksHeld(absl::FunctionRef<void()> fn) const ABSL_LOCKS_EXCLUDED(mu_, pool_mu_);
+
  private:
   struct Record;
   struct Pool;
@@ -144,7 +159,7 @@ class StackDepot {
   std::atomic<uint32_t> pools_in_use_{0};
 
   // Serializes pool allocation; taken before mu_, never while holding it.
-  absl::Mutex pool_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex pool_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   mutable absl::Mutex mu_;
   Pool* spare_ ABSL_GUARDED_BY(mu_) = nullptr;    // a pool obtained but not yet in use

@@ -1,5 +1,10 @@
 #include "core/symbols.h"
 
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace pageowner {
@@ -111,6 +116,57 @@ size_t SymbolTable::MemoryBytes() const {
   return name_bytes_ + names_.size() * sizeof(std::string) +
          by_ip_.capacity() * (sizeof(uint64_t) + sizeof(std::string_view) + 1) +
          synthetic_.capacity() * (sizeof(uint64_t) + sizeof(std::string_view) + 1);
+}
+
+void SymbolTable::SaveState(SnapshotWriter& w) const {
+  // (ip, name, synthetic): a synthetic name is the one its name's synthetic_ entry points to.
+  std::vector<std::tuple<uint64_t, std::string_view, bool>> entries;
+  entries.reserve(by_ip_.size());
+  for (const auto& [ip, name] : by_ip_) {
+    const auto it = synthetic_.find(name);
+    entries.emplace_back(ip, name, it != synthetic_.end() && it->second == ip);
+  }
+  std::sort(entries.begin(), entries.end());
+  w.Tag(SnapshotTag("SYMS"));
+  w.U64(conflicts_);
+  w.U64(entries.size());
+  for (const auto& [ip, name, synthetic] : entries) {
+    w.U64(ip);
+    w.U8(synthetic ? 1 : 0);
+    w.String(name);
+  }
+}
+
+absl::Status SymbolTable::LoadState(SnapshotReader& r) {
+  r.ExpectTag(SnapshotTag("SYMS"), "symbols");
+  const uint64_t conflicts = r.U64();
+  // 2^40 synthetic addresses at most; real ones are bounded by the file.
+  const uint64_t n = r.Count(uint64_t{1} << 40, "symbols");
+  absl::MutexLock lock(&mu_);
+  if (!by_ip_.empty()) r.Fail("the symbol table to load into is not empty");
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    const uint64_t ip = r.U64();
+    const uint8_t synthetic = r.U8();
+    std::string name = r.String(1 << 20);
+    if (!r.ok()) break;
+    if (synthetic > 1 || name.empty() || by_ip_.contains(ip) ||
+        (synthetic == 1 && synthetic_.contains(std::string_view(name)))) {
+      r.Fail(absl::StrCat("symbol ", i, " at 0x", absl::Hex(ip), " is not a new name"));
+      break;
+    }
+    names_.push_back(std::move(name));
+    name_bytes_ += names_.back().size();
+    const std::string_view stored(names_.back());
+    by_ip_.emplace(ip, stored);
+    if (synthetic == 1) synthetic_.emplace(stored, ip);
+  }
+  conflicts_ = conflicts;
+  return r.status();
+}
+
+void SymbolTable::WithLockHeld(absl::FunctionRef<void()> fn) const {
+  absl::MutexLock lock(&mu_);
+  fn();
 }
 
 }  // namespace pageowner

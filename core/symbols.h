@@ -12,8 +12,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "core/snapshot.h"
 
 namespace pageowner {
 
@@ -25,9 +28,12 @@ namespace pageowner {
 // Thread-safety: every method may be called from any thread.
 class SymbolTable {
  public:
-  // Addresses at or above this value are synthetic (never a real x86_64 kernel text address,
-  // which lies in 0xffffffff80000000..).
+  // Synthetic addresses lie in [kSyntheticBase, kSyntheticBase + 2^40): never a real x86_64
+  // kernel text address, which lies above them, in 0xffffffff80000000...
   static constexpr uint64_t kSyntheticBase = 0xfffffe0000000000ULL;
+  static constexpr bool InSyntheticRange(uint64_t ip) {
+    return ip >= kSyntheticBase && ip - kSyntheticBase < (uint64_t{1} << 40);
+  }
 
   // Names `ip`. Empty names are ignored. Returns false when `ip` already had another name.
   bool Register(uint64_t ip, std::string_view name);
@@ -54,6 +60,16 @@ class SymbolTable {
   uint64_t conflicts() const;
   // Heap bytes held (names and index), for the memory table.
   size_t MemoryBytes() const;
+
+  // Snapshots (core/snapshot.h). SaveState writes every name with its address and whether it is
+  // synthetic, by address, and the conflict count. REQUIRES: no thread changes the table
+  // meanwhile; it reads without taking mu_, so that the forked child of a thread that held the
+  // lock (WithLockHeld) can call it.
+  void SaveState(SnapshotWriter& w) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Reads that into this table, which must be empty. kDataLoss naming the first problem.
+  absl::Status LoadState(SnapshotReader& r) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs fn with the lock held for writing: a fork() in fn copies a table no thread is changing.
+  void WithLockHeld(absl::FunctionRef<void()> fn) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void AppendFrameLocked(uint64_t ip, std::string* out) const ABSL_SHARED_LOCKS_REQUIRED(mu_);

@@ -33,6 +33,7 @@ constexpr AccessRule kGrpcRules[] = {
     {"/pageowner.v1.PageOwner/GetProfile", Access::kReader},
     {"/pageowner.v1.PageOwner/Ingest", Access::kWriter},
     {"/pageowner.v1.PageOwner/SetTracking", Access::kAdmin},
+    {"/pageowner.v1.PageOwner/Snapshot", Access::kAdmin},
 };
 
 // Which role each http path needs. Add a row with a page or a profile; a path not named here

@@ -6,9 +6,12 @@
 //
 // Names: wal_before_write, wal_partial_write (half of the records written, then exit),
 // wal_after_write (written, not yet fsynced), wal_after_fsync (fsynced, not yet answered),
-// wal_segment_roll (a new segment created, its header not yet written), and the snapshot ones
-// reserved for snapshots (see Failpoint below). wal_write_enospc@N is not a crash: the next N
-// log writes fail with ENOSPC, as on a full disk.
+// wal_segment_roll (a new segment created, its header not yet written), snapshot_during (the
+// snapshot's forked writer leaves half its temporary file and kills the daemon),
+// snapshot_before_rename (the temporary file written and fsynced), snapshot_after_rename (the
+// directory not yet synced), before_segment_delete (a snapshot published, the old snapshots
+// deleted, the log it covers not yet). wal_write_enospc@N is not a crash: the next N log writes
+// fail with ENOSPC, as on a full disk.
 #ifndef PAGEOWNER_SERVER_FAILPOINTS_H_
 #define PAGEOWNER_SERVER_FAILPOINTS_H_
 

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "core/machine.h"
 #include "core/stack_depot.h"
 #include "core/status_macros.h"
@@ -312,6 +313,22 @@ absl::StatusOr<ServerOptions> MakeServerOptions(const FlagValues& flags) {
           absl::StrCat("--wal_recovery=", flags.wal_recovery, ": must be strict or truncate"));
     }
     options.wal = wal;
+    absl::Duration interval;
+    if (!absl::ParseDuration(flags.snapshot_interval, &interval) ||
+        interval < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--snapshot_interval=", flags.snapshot_interval,
+                       ": a duration such as 10m, 1h or 0 (none)"));
+    }
+    options.snapshot.interval = interval;
+    absl::StatusOr<uint64_t> log_bytes = flags.snapshot_log_bytes == "0"
+                                             ? absl::StatusOr<uint64_t>(0)
+                                             : ParseMemorySize(flags.snapshot_log_bytes);
+    if (!log_bytes.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--snapshot_log_bytes=", flags.snapshot_log_bytes, ": ", log_bytes.status().message()));
+    }
+    options.snapshot.log_bytes = *log_bytes;
   }
   return options;
 }

@@ -58,7 +58,9 @@ struct FlagValues {
   std::string fsync = "always";  // always | interval
   uint32_t fsync_interval_ms = 1000;
   std::string wal_segment_bytes = "64MiB";
-  std::string wal_recovery = "strict";  // strict | truncate
+  std::string wal_recovery = "strict";        // strict | truncate
+  std::string snapshot_interval = "30m";      // a duration; "0": no timed snapshots
+  std::string snapshot_log_bytes = "512MiB";  // "0": none by log size
 };
 
 // True when `address` (a --listen or --metrics_listen value) can be reached only from this host:

@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
 #include "core/status_macros.h"
 #include "core/strings.h"
 #include "server/failpoints.h"
@@ -387,6 +388,25 @@ void IngestWriter::SubmitTracking(bool on, uint64_t ts_ns, TrackingDone done) {
   Process(job);
 }
 
+void IngestWriter::RunOnWriter(const std::function<void()>& fn) {
+  absl::Notification ran;
+  const std::function<void()> run = [&] {
+    fn();
+    ran.Notify();
+  };
+  Job job;
+  job.barrier = &run;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopped_) {
+      queue_.push_back(std::move(job));
+      job.barrier = nullptr;
+    }
+  }
+  if (job.barrier != nullptr) run();
+  ran.WaitForNotification();
+}
+
 void IngestWriter::Stop() {
   {
     absl::MutexLock lock(&mu_);
@@ -426,12 +446,16 @@ void IngestWriter::Run() {
           this));
       if (queue_.empty()) return;  // stopping, nothing left
       // Without a log, one batch at a time; with one, everything queued shares a write.
+      // A RunOnWriter fn runs alone, between the jobs before and after it.
       do {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
-      } while (wal_ != nullptr && !queue_.empty());
+      } while (wal_ != nullptr && !queue_.empty() && group.back().barrier == nullptr &&
+               queue_.front().barrier == nullptr);
     }
-    if (wal_ != nullptr) {
+    if (group.front().barrier != nullptr) {
+      (*group.front().barrier)();
+    } else if (wal_ != nullptr) {
       ProcessGroup(group);
     } else {
       Process(group.front());
@@ -441,6 +465,10 @@ void IngestWriter::Run() {
 }
 
 void IngestWriter::Process(Job& job) {
+  if (job.barrier != nullptr) {
+    (*job.barrier)();
+    return;
+  }
   if (wal_ != nullptr) {
     std::vector<Job> group;
     group.push_back(std::move(job));

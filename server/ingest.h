@@ -205,6 +205,10 @@ class IngestWriter {
   void Submit(PreparedBatch batch, Done done) ABSL_LOCKS_EXCLUDED(mu_);
   // SetTracking(on, ts_ns) in the batches' order (and log).
   void SubmitTracking(bool on, uint64_t ts_ns, TrackingDone done) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs fn on the writer thread after every batch submitted before it was applied and before
+  // any submitted after (fn sees the machine and the log at one record boundary); returns once
+  // fn ran. After Stop, runs fn on the caller's thread.
+  void RunOnWriter(const std::function<void()>& fn) ABSL_LOCKS_EXCLUDED(mu_);
   // Applies and answers what is queued, then ends the thread. A batch submitted afterwards is
   // applied on the caller's thread.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
@@ -218,7 +222,8 @@ class IngestWriter {
   struct Job {
     PreparedBatch batch;
     Done done;
-    std::optional<Tracking> tracking;  // a SetTracking instead of a batch
+    std::optional<Tracking> tracking;                // a SetTracking instead of a batch
+    const std::function<void()>* barrier = nullptr;  // RunOnWriter's fn instead of a batch
   };
   // An answer waiting for its record to be durable.
   struct Ack {

@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/build_info.h"
@@ -78,6 +79,13 @@ ABSL_FLAG(std::string, wal_recovery, "strict",
           "strict: refuse to start when the log is corrupt before its tail (a torn tail from a "
           "crash is always cut and reported); truncate: drop the log from the first bad record "
           "on, and say how much.");
+ABSL_FLAG(std::string, snapshot_interval, "30m",
+          "With --data_dir: take a snapshot of the machine this often when the log has grown "
+          "since the last (a duration: 10m, 1h; 0: never by time). Recovery loads the newest "
+          "snapshot and replays only the log after it; the log it covers is deleted.");
+ABSL_FLAG(std::string, snapshot_log_bytes, "512MiB",
+          "With --data_dir: also take a snapshot after this much log was written since the last "
+          "(KiB, MiB, GiB suffixes; 0: never by size).");
 ABSL_FLAG(bool, tracking, true,
           "Start with page_owner tracking on (--notracking: off; SetTracking turns it on later and "
           "gives the pages allocated meanwhile the early handle).");
@@ -137,7 +145,9 @@ int main(int argc, char** argv) {
        .fsync = absl::GetFlag(FLAGS_fsync),
        .fsync_interval_ms = absl::GetFlag(FLAGS_fsync_interval_ms),
        .wal_segment_bytes = absl::GetFlag(FLAGS_wal_segment_bytes),
-       .wal_recovery = absl::GetFlag(FLAGS_wal_recovery)});
+       .wal_recovery = absl::GetFlag(FLAGS_wal_recovery),
+       .snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval),
+       .snapshot_log_bytes = absl::GetFlag(FLAGS_snapshot_log_bytes)});
   if (!options.ok()) return Fail(std::string(options.status().message()));
 
   // Block the signals in every thread (gRPC's start after this) and take them in one.
@@ -167,17 +177,24 @@ int main(int argc, char** argv) {
   }
   // After the listening line, which tests and tools read first.
   if (const auto& recovery = (*server)->recovery(); recovery.has_value()) {
+    for (const std::string& note : recovery->notes) {
+      std::fprintf(stderr, "pageownerd: recovery: %s\n", note.c_str());
+    }
+    const std::string snapshot =
+        recovery->snapshot.empty()
+            ? std::string("no snapshot")
+            : absl::StrFormat("snapshot %s (records 1..%u, %u bytes, loaded in %.3f s)",
+                              recovery->snapshot, recovery->snapshot_seq, recovery->snapshot_bytes,
+                              absl::ToDoubleSeconds(recovery->snapshot_duration));
     std::fprintf(stderr,
-                 "pageownerd: state in %s: recovered %llu log records (%llu bytes, %llu segments) "
-                 "in %.3f s; --fsync=%s\n",
-                 options->wal->dir.c_str(), static_cast<unsigned long long>(recovery->records),
+                 "pageownerd: state in %s: recovered %s and %llu log records (%llu bytes, %llu "
+                 "segments) in %.3f s; --fsync=%s\n",
+                 options->wal->dir.c_str(), snapshot.c_str(),
+                 static_cast<unsigned long long>(recovery->records),
                  static_cast<unsigned long long>(recovery->bytes),
                  static_cast<unsigned long long>(recovery->segments),
                  absl::ToDoubleSeconds(recovery->duration),
                  options->wal->fsync == srv::FsyncMode::kAlways ? "always" : "interval");
-    for (const std::string& note : recovery->notes) {
-      std::fprintf(stderr, "pageownerd: log tail cut: %s\n", note.c_str());
-    }
   } else {
     std::fprintf(stderr,
                  "pageownerd: no --data_dir: the machine is in memory only and lost on exit\n");

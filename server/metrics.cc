@@ -458,6 +458,7 @@ std::string MetricsExporter::Render() const {
   rpcs_->AppendTo(&out);
   if (auth_ != nullptr) auth_->AppendTo(&out);
   if (wal_ != nullptr) wal_->AppendTo(&out);
+  if (snapshots_ != nullptr) snapshots_->AppendTo(&out);
 
   w.Family("pageowner_build_info", "gauge",
            "Always 1; the labels say what this build is (pageownerd --version).");

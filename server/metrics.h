@@ -28,6 +28,7 @@
 #include "server/http_route.h"
 #include "server/ingest.h"
 #include "server/shared_machine.h"
+#include "server/snapshotter.h"
 #include "server/tls.h"
 #include "server/wal.h"
 
@@ -96,6 +97,8 @@ class MetricsExporter {
   std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
   // Adds the write-ahead log's families (--data_dir); before serving. `wal` outlives this.
   void AttachWal(const WalMetrics* wal) { wal_ = wal; }
+  // The pageowner_snapshot_* families (server/snapshotter.h); before serving.
+  void AttachSnapshots(const SnapshotMetrics* snapshots) { snapshots_ = snapshots; }
 
  private:
   void RefreshMixedBlocks() ABSL_LOCKS_EXCLUDED(mu_);
@@ -106,6 +109,7 @@ class MetricsExporter {
   const AuthAudit* const auth_;
   const double start_time_seconds_;
   const WalMetrics* wal_ = nullptr;
+  const SnapshotMetrics* snapshots_ = nullptr;
 
   mutable absl::Mutex mu_;
   std::array<uint64_t, kNumMigrateTypes> mixed_blocks_ ABSL_GUARDED_BY(mu_){};

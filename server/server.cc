@@ -25,6 +25,7 @@
 #include "server/metrics.h"
 #include "server/service.h"
 #include "server/shared_machine.h"
+#include "server/snapshot.h"
 #include "server/viz_http.h"
 
 namespace pageowner::server {
@@ -83,6 +84,8 @@ struct Server::Impl {
   std::unique_ptr<Wal> wal;
   std::optional<WalRecoveryReport> recovery;
   PageOwnerService service;
+  // Stopped before the writer (its snapshots run on the writer thread).
+  std::unique_ptr<Snapshotter> snapshotter;
   // Token checks and their audit, used by the gRPC server and the http listener below.
   std::unique_ptr<TokenStore> tokens;  // null: no --auth_tokens
   AuthAudit audit;
@@ -110,12 +113,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   if (options.wal.has_value()) {
     // Replayed before the port opens: nothing is served from a half-recovered machine.
     WalRecoveryReport report;
-    absl::StatusOr<std::unique_ptr<Wal>> wal = impl->machine.Write(
-        [&](Machine& m) { return Wal::Open(*options.wal, options.machine, &m, &report); });
-    if (!wal.ok()) return wal.status();
-    impl->wal = std::move(*wal);
-    impl->recovery = std::move(report);
+    PO_ASSIGN_OR_RETURN(Recovered recovered,
+                        RecoverDataDir(*options.wal, options.machine, &report));
+    impl->machine.Replace(std::move(recovered.machine));
+    impl->wal = std::move(recovered.wal);
     impl->service.AttachLog(impl->wal.get());
+    PageOwnerService* service = &impl->service;
+    impl->snapshotter = std::make_unique<Snapshotter>(
+        options.wal->dir, options.snapshot, impl->wal.get(), &impl->machine,
+        WalGeometry::Of(options.machine),
+        [service](const std::function<void()>& fn) { service->RunOnWriter(fn); },
+        report.snapshot_seq);
+    impl->service.AttachSnapshotter(impl->snapshotter.get());
+    impl->recovery = std::move(report);
   }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -159,6 +169,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
         &impl->machine, &impl->service.counters(), &impl->rpc_metrics,
         impl->tokens != nullptr ? &impl->audit : nullptr);
     if (impl->wal != nullptr) impl->exporter->AttachWal(&impl->wal->metrics());
+    if (impl->snapshotter != nullptr) {
+      impl->exporter->AttachSnapshots(&impl->snapshotter->metrics());
+    }
     if (options.tls.enabled()) {
       absl::StatusOr<std::unique_ptr<HttpTls>> tls = HttpTls::Load(options.tls);
       if (!tls.ok()) {
@@ -198,6 +211,13 @@ int Server::bound_port() const { return impl_->port; }
 
 const std::optional<WalRecoveryReport>& Server::recovery() const { return impl_->recovery; }
 
+absl::StatusOr<SnapshotResult> Server::TakeSnapshot() {
+  if (impl_->snapshotter == nullptr) {
+    return absl::FailedPreconditionError("no snapshot without a data directory (--data_dir)");
+  }
+  return impl_->snapshotter->TakeNow();
+}
+
 int Server::metrics_port() const {
   return impl_->metrics_http != nullptr ? impl_->metrics_http->port() : 0;
 }
@@ -224,6 +244,7 @@ void Server::Shutdown() {
   impl_->service.BeginDrain();
   impl_->service.AwaitDrained(absl::Now() + kDrainTimeout);
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + kGrace));
+  if (impl_->snapshotter != nullptr) impl_->snapshotter->Stop();
   impl_->service.StopWriter();
   absl::MutexLock lock(&impl_->mu);
   impl_->shutdown_done = true;

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "core/machine.h"
 #include "server/limits.h"
+#include "server/snapshotter.h"
 #include "server/tls.h"
 #include "server/wal.h"
 
@@ -34,6 +35,8 @@ struct ServerOptions {
   // --data_dir and the log's options: state kept there and recovered from it at start; unset:
   // in memory only.
   std::optional<WalOptions> wal;
+  // With a data dir: when snapshots are taken (server/snapshotter.h).
+  SnapshotPolicy snapshot;
   // TLS for the gRPC port and the http listener (server/tls.h); none: plaintext.
   TlsFiles tls;
   // The token file (server/auth.h): every call and every http path but the open ones needs a
@@ -62,6 +65,8 @@ class Server {
   int metrics_port() const;
   // What recovery from --data_dir found and did; empty without a data dir.
   const std::optional<WalRecoveryReport>& recovery() const;
+  // Takes a snapshot now (the Snapshot rpc's path). kFailedPrecondition without a data dir.
+  absl::StatusOr<SnapshotResult> TakeSnapshot();
 
   // Graceful shutdown: the health service turns NOT_SERVING and /healthz answers 503 (until the
   // Server is destroyed, which stops the metrics endpoint); new Ingest and ListPages streams

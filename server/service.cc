@@ -154,6 +154,30 @@ grpc::ServerUnaryReactor* PageOwnerService::Reset(grpc::CallbackServerContext* c
   return Reply(context, absl::OkStatus());
 }
 
+grpc::ServerUnaryReactor* PageOwnerService::Snapshot(grpc::CallbackServerContext* context,
+                                                     const v1::SnapshotRequest* /*request*/,
+                                                     v1::SnapshotResponse* response) {
+  if (snapshotter_ == nullptr) {
+    return Reply(context, absl::FailedPreconditionError(
+                              "no snapshot without a data directory: start pageownerd with "
+                              "--data_dir to keep its state"));
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  snapshotter_->Request([reactor, response](absl::StatusOr<SnapshotResult> r) {
+    if (r.ok()) {
+      response->set_path(r->path);
+      response->set_bytes(r->bytes);
+      response->set_log_seq(r->seq);
+      response->set_duration_seconds(absl::ToDoubleSeconds(r->duration));
+      response->set_stall_seconds(absl::ToDoubleSeconds(r->stall));
+      response->set_segments_deleted(r->segments_deleted);
+      response->set_snapshots_deleted(r->snapshots_deleted);
+    }
+    reactor->Finish(wire::ToGrpcStatus(r.status()));
+  });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* PageOwnerService::SetTracking(grpc::CallbackServerContext* context,
                                                         const v1::SetTrackingRequest* request,
                                                         v1::SetTrackingResponse* response) {

@@ -5,6 +5,7 @@
 #define PAGEOWNER_SERVER_SERVICE_H_
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -16,6 +17,7 @@
 #include "server/ingest.h"
 #include "server/limits.h"
 #include "server/shared_machine.h"
+#include "server/snapshotter.h"
 
 namespace pageowner::server {
 
@@ -55,7 +57,9 @@ using PageOwnerServiceBase = v1::PageOwner::WithRawCallbackMethod_Ingest<
             v1::PageOwner::WithCallbackMethod_GetStats<v1::PageOwner::WithCallbackMethod_SortPages<
                 v1::PageOwner::WithCallbackMethod_SetTracking<
                     v1::PageOwner::WithCallbackMethod_GetProfile<
-                        v1::PageOwner::WithCallbackMethod_Reset<v1::PageOwner::Service>>>>>>>>>>;
+                        v1::PageOwner::WithCallbackMethod_Reset<
+                            v1::PageOwner::WithCallbackMethod_Snapshot<
+                                v1::PageOwner::Service>>>>>>>>>>>;
 
 class PageOwnerService final : public PageOwnerServiceBase {
  public:
@@ -99,6 +103,12 @@ class PageOwnerService final : public PageOwnerServiceBase {
                                   const v1::ResetRequest* request,
                                   v1::ResetResponse* response) override;
 
+  // Admin: a snapshot now (Snapshotter::Request), answered once durable. FAILED_PRECONDITION
+  // without a data dir (no AttachSnapshotter).
+  grpc::ServerUnaryReactor* Snapshot(grpc::CallbackServerContext* context,
+                                     const v1::SnapshotRequest* request,
+                                     v1::SnapshotResponse* response) override;
+
   // Shutdown, first step: new Ingest and ListPages streams are refused with UNAVAILABLE; each
   // open Ingest stream reads no further batch, answers the batches it has read and then ends
   // with UNAVAILABLE (or OK if its client had already closed its side); each open ListPages
@@ -113,6 +123,10 @@ class PageOwnerService final : public PageOwnerServiceBase {
   void StopWriter() { writer_.Stop(); }
   // Logs every batch and SetTracking to `wal` (IngestWriter::AttachLog); before serving.
   void AttachLog(Wal* wal) { writer_.AttachLog(wal); }
+  // Serves the Snapshot rpc with `snapshotter`, which outlives the gRPC server; before serving.
+  void AttachSnapshotter(Snapshotter* snapshotter) { snapshotter_ = snapshotter; }
+  // Runs fn on the ingest writer between batches (IngestWriter::RunOnWriter).
+  void RunOnWriter(const std::function<void()>& fn) { writer_.RunOnWriter(fn); }
 
   const IngestCounters& counters() const { return counters_; }
 
@@ -135,6 +149,7 @@ class PageOwnerService final : public PageOwnerServiceBase {
   const ServiceOptions options_;
   IngestCounters counters_;
   IngestWriter writer_;
+  Snapshotter* snapshotter_ = nullptr;
 
   absl::Mutex mu_;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

@@ -28,6 +28,13 @@ SharedMachine::ResetResult SharedMachine::Reset() {
   return before;
 }
 
+void SharedMachine::Replace(std::unique_ptr<Machine> machine) {
+  assert(machine->total_pages() == total_pages_);
+  absl::WriterMutexLock lock(&mu_);
+  symbols_.store(&machine->symbols(), std::memory_order_release);
+  retired_.push_back(std::exchange(machine_, std::move(machine)));
+}
+
 void SharedMachine::ApplyBatch(absl::Span<Event> events, absl::Span<const absl::Status> prechecked,
                                absl::Span<std::atomic<uint32_t>* const> hints,
                                std::vector<EventResult>* results) {

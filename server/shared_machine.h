@@ -78,6 +78,19 @@ class SharedMachine {
   };
   ResetResult Reset() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Runs fn(const Machine&) without the lock, for the one writer between two of its own
+  // mutations (the ingest writer's thread, which a snapshot forks from): nothing else changes
+  // the machine then, and readers only read, so waiting for them (a long ListPages slice) would
+  // only pause ingest longer. REQUIRES: called on the thread that serializes every mutation.
+  template <typename Fn>
+  decltype(auto) ReadAsWriter(Fn&& fn) const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return std::forward<Fn>(fn)(static_cast<const Machine&>(*machine_));
+  }
+
+  // Puts `machine` (of the same options; recovered from a snapshot) in place of the current
+  // one, which is kept as Reset keeps it. For start-up, before anything is served.
+  void Replace(std::unique_ptr<Machine> machine) ABSL_LOCKS_EXCLUDED(mu_);
+
   // The machine's symbol table; thread-safe without the lock. After a Reset, the new machine's.
   SymbolTable& symbols() { return *symbols_.load(std::memory_order_acquire); }
   const SymbolTable& symbols() const { return *symbols_.load(std::memory_order_acquire); }

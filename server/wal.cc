@@ -234,6 +234,17 @@ std::string Wal::SegmentPath(const std::string& dir, uint64_t first_seq) {
   return absl::StrFormat("%s/%s%020u%s", dir, kPrefix, first_seq, kSuffix);
 }
 
+uint64_t Wal::SegmentFirstSeq(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  const std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) return 0;
+  const std::string_view digits =
+      name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
+  uint64_t seq = 0;
+  if (digits.size() != 20 || !absl::SimpleAtoi(std::string(digits), &seq)) return 0;
+  return seq;
+}
+
 absl::StatusOr<std::vector<std::string>> Wal::ListSegments(const std::string& dir) {
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return absl::UnavailableError(Errno("cannot list", dir));
@@ -277,20 +288,46 @@ Wal::~Wal() {
 absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(const WalOptions& options,
                                                const MachineOptions& machine_options,
                                                Machine* machine, WalRecoveryReport* report) {
-  const absl::Time start = absl::Now();
   *report = WalRecoveryReport();
+  return Open(options, machine_options, machine, WalStart(), report);
+}
+
+absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(const WalOptions& options,
+                                               const MachineOptions& machine_options,
+                                               Machine* machine, WalStart from,
+                                               WalRecoveryReport* report) {
+  const absl::Time start = absl::Now();
   const WalGeometry geometry = WalGeometry::Of(machine_options);
   std::unique_ptr<Wal> wal(new Wal(options, geometry));
+  wal->names_ = std::move(from.names);
   if (mkdir(options.dir.c_str(), 0750) != 0 && errno != EEXIST) {
     return absl::UnavailableError(Errno("cannot create the data directory", options.dir));
   }
   PO_ASSIGN_OR_RETURN(std::vector<std::string> paths, ListSegments(options.dir));
 
   uint64_t seq = 1;  // due next
+  size_t first = 0;  // the first segment to read
+  uint64_t skipped_bytes = 0;
+  if (from.seq > 0 && !paths.empty()) {
+    // The last segment that starts at or before the record after the snapshot; those before it
+    // hold only records the snapshot has.
+    if (SegmentFirstSeq(paths[0]) > from.seq + 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the log in ", options.dir, " starts at record ", SegmentFirstSeq(paths[0]),
+                       " but the snapshot holds records up to ", from.seq, ": records ",
+                       from.seq + 1, "..", SegmentFirstSeq(paths[0]) - 1, " are missing"));
+    }
+    while (first + 1 < paths.size() && SegmentFirstSeq(paths[first + 1]) <= from.seq + 1) {
+      struct stat st;
+      if (stat(paths[first].c_str(), &st) == 0) skipped_bytes += st.st_size;
+      ++first;
+    }
+    seq = SegmentFirstSeq(paths[first]);
+  }
   std::string last_path;
   uint64_t last_size = 0;
   uint64_t last_first = 0;
-  for (size_t i = 0; i < paths.size(); ++i) {
+  for (size_t i = first; i < paths.size(); ++i) {
     const std::string& path = paths[i];
     const bool last = i + 1 == paths.size();
     PO_ASSIGN_OR_RETURN(std::string data, ReadWhole(path));
@@ -342,11 +379,13 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(const WalOptions& options,
       problem = CheckRecord(data, offset, seq, &len);
       if (!problem.empty()) break;
       const std::string_view payload(data.data() + offset + kWalFrameBytes, len);
-      if (absl::Status s = ReplayRecord(payload, machine, &wal->names_); !s.ok()) {
-        return absl::DataLossError(absl::StrCat(path, " offset ", offset, ": ", s.message()));
+      if (seq > from.seq) {  // the snapshot has the others
+        if (absl::Status s = ReplayRecord(payload, machine, &wal->names_); !s.ok()) {
+          return absl::DataLossError(absl::StrCat(path, " offset ", offset, ": ", s.message()));
+        }
+        ++report->records;
       }
       ++seq;
-      ++report->records;
       offset += kWalFrameBytes + len;
     }
     if (!problem.empty()) {
@@ -388,6 +427,15 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(const WalOptions& options,
     report->bytes += data.size();
   }
 
+  if (seq <= from.seq) {
+    // The log ends before the snapshot's last record: go on after the snapshot, in a segment
+    // of its own so that no segment has a gap.
+    report->notes.push_back(absl::StrCat("the log ends at record ", seq - 1,
+                                         ", before the snapshot's last record ", from.seq,
+                                         "; logging goes on at record ", from.seq + 1));
+    seq = from.seq + 1;
+    last_path.clear();
+  }
   wal->next_seq_ = seq;
   std::shared_ptr<Segment> segment;
   if (!last_path.empty()) {
@@ -397,11 +445,11 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(const WalOptions& options,
     segment->size = last_size;
     segment->fd = open(last_path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
     if (segment->fd < 0) return absl::UnavailableError(Errno("cannot open", last_path));
-    wal->metrics_.segments = report->segments;
+    wal->metrics_.segments = report->segments + first;
   } else {
     PO_RETURN_IF_ERROR(wal->CreateSegment(seq, &segment));
     report->bytes += kHeaderBytes;
-    wal->metrics_.segments = 1;
+    wal->metrics_.segments = report->segments + first + 1;
   }
   {
     absl::MutexLock lock(&wal->mu_);
@@ -409,7 +457,7 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(const WalOptions& options,
     wal->written_seq_ = seq - 1;
   }
   wal->synced_seq_ = seq - 1;
-  wal->metrics_.bytes = report->bytes;
+  wal->metrics_.bytes = report->bytes + skipped_bytes;
   wal->metrics_.truncated_tails = report->truncated_tails;
   report->duration = absl::Now() - start;
   wal->metrics_.recovery_ns = absl::ToInt64Nanoseconds(report->duration);
@@ -515,6 +563,7 @@ absl::Status Wal::Append(std::string_view records, uint64_t count) {
   }
   s->size += records.size();
   next_seq_ += count;
+  bytes_appended_.fetch_add(records.size(), std::memory_order_relaxed);
   metrics_.bytes.fetch_add(records.size(), std::memory_order_relaxed);
   metrics_.records.fetch_add(count, std::memory_order_relaxed);
   {
@@ -573,6 +622,40 @@ void Wal::IntervalLoop() {
       SyncLocked();
     }
   }
+}
+
+void Wal::SyncAll() {
+  absl::MutexLock sync_lock(&sync_mu_);
+  SyncLocked();
+}
+
+uint64_t Wal::written_seq() const {
+  absl::MutexLock lock(&mu_);
+  return written_seq_;
+}
+
+absl::StatusOr<uint64_t> Wal::DeleteSegmentsThrough(uint64_t seq) {
+  PO_ASSIGN_OR_RETURN(std::vector<std::string> paths, ListSegments(options_.dir));
+  std::string current;
+  {
+    absl::MutexLock lock(&mu_);
+    if (current_ != nullptr) current = current_->path;
+  }
+  uint64_t deleted = 0;
+  // Segment i holds records first(i) .. first(i + 1) - 1.
+  for (size_t i = 0; i + 1 < paths.size(); ++i) {
+    if (paths[i] == current || SegmentFirstSeq(paths[i + 1]) > seq + 1) break;
+    struct stat st;
+    const uint64_t bytes = stat(paths[i].c_str(), &st) == 0 ? st.st_size : 0;
+    if (unlink(paths[i].c_str()) != 0) {
+      return absl::UnavailableError(Errno("cannot remove", paths[i]));
+    }
+    metrics_.bytes.fetch_sub(std::min(bytes, metrics_.bytes.load()), std::memory_order_relaxed);
+    metrics_.segments.fetch_sub(1, std::memory_order_relaxed);
+    ++deleted;
+  }
+  if (deleted > 0) PO_RETURN_IF_ERROR(SyncDir(options_.dir));
+  return deleted;
 }
 
 }  // namespace pageowner::server

@@ -54,8 +54,21 @@ struct WalOptions {
   WalRecoveryMode recovery = WalRecoveryMode::kStrict;
 };
 
+// Where replay starts: after a snapshot's last record, with the names the log had defined by
+// then. seq 0: from the log's first record, into a fresh Machine.
+struct WalStart {
+  uint64_t seq = 0;
+  WalNames names;
+};
+
 // What recovery found and did.
 struct WalRecoveryReport {
+  // The snapshot loaded ("" when none) and the last record it covers; the records replayed
+  // after it are `records`.
+  std::string snapshot;
+  uint64_t snapshot_seq = 0;
+  uint64_t snapshot_bytes = 0;
+  absl::Duration snapshot_duration;
   uint64_t segments = 0;
   uint64_t records = 0;
   uint64_t bytes = 0;            // of the log kept
@@ -105,6 +118,15 @@ class Wal {
   static absl::StatusOr<std::unique_ptr<Wal>> Open(const WalOptions& options,
                                                    const MachineOptions& machine_options,
                                                    Machine* machine, WalRecoveryReport* report);
+  // The same after a snapshot: `machine` is the snapshot's, and only the records after
+  // start.seq are replayed (the segments wholly before it are skipped; they stay until
+  // DeleteSegmentsThrough). kFailedPrecondition when the log starts after start.seq + 1 (the
+  // records between are missing). When the log ends before start.seq (it was cut below what
+  // the snapshot holds), the next record is start.seq + 1, in a new segment.
+  static absl::StatusOr<std::unique_ptr<Wal>> Open(const WalOptions& options,
+                                                   const MachineOptions& machine_options,
+                                                   Machine* machine, WalStart start,
+                                                   WalRecoveryReport* report);
   // Syncs what was written.
   ~Wal();
   Wal(const Wal&) = delete;
@@ -126,6 +148,18 @@ class Wal {
   // disk is safe).
   void SyncTo(uint64_t seq) ABSL_LOCKS_EXCLUDED(sync_mu_, mu_);
   bool sync_on_commit() const { return options_.fsync == FsyncMode::kAlways; }
+  // Makes every record written so far durable, whatever the fsync mode (a snapshot is published
+  // only once the log holds all it covers, so that the log is never behind a snapshot).
+  void SyncAll() ABSL_LOCKS_EXCLUDED(sync_mu_, mu_);
+
+  // Deletes the segments all of whose records are at or before `seq` (never the segment being
+  // written), then syncs the directory. Returns how many were deleted; kUnavailable naming the
+  // file on an error (the rest stay). Any thread; the writer may roll meanwhile.
+  absl::StatusOr<uint64_t> DeleteSegmentsThrough(uint64_t seq) ABSL_LOCKS_EXCLUDED(mu_);
+  // Bytes of records appended since Open (grows only; a snapshot policy's clock).
+  uint64_t bytes_appended() const { return bytes_appended_.load(std::memory_order_relaxed); }
+  // The last record written (durable or not). Any thread.
+  uint64_t written_seq() const ABSL_LOCKS_EXCLUDED(mu_);
 
   const WalOptions& options() const { return options_; }
   WalMetrics& metrics() { return metrics_; }
@@ -134,6 +168,8 @@ class Wal {
   static std::string SegmentPath(const std::string& dir, uint64_t first_seq);
   // The segment files in `dir`, by first sequence number.
   static absl::StatusOr<std::vector<std::string>> ListSegments(const std::string& dir);
+  // The first sequence number in a segment's file name; 0 when it is not a segment's name.
+  static uint64_t SegmentFirstSeq(std::string_view path);
 
  private:
   struct Segment;
@@ -157,6 +193,7 @@ class Wal {
 
   absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one fdatasync at a time
   std::atomic<uint64_t> synced_seq_{0};
+  std::atomic<uint64_t> bytes_appended_{0};
 
   absl::Mutex stop_mu_;
   bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;

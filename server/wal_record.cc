@@ -388,8 +388,10 @@ absl::Status ReplayRecord(std::string_view payload, Machine* machine, WalNames* 
   SymbolTable& symbols = machine->symbols();
   for (const auto& [ip, name] : r.names) {
     // A synthetic address is derived from its name; probing past collisions depends on the
-    // order names came in, so name the address directly when the derivation differs.
-    if (ip < SymbolTable::kSyntheticBase || symbols.SyntheticAddress(name) != ip) {
+    // order names came in, so name the address directly when the derivation differs. A real
+    // address (0xffffffff8...) lies above the synthetic range: asking for its name's synthetic
+    // address would invent one the original never had.
+    if (!SymbolTable::InSyntheticRange(ip) || symbols.SyntheticAddress(name) != ip) {
       symbols.Register(ip, name);
     }
     if (names != nullptr) names->Add(ip);

@@ -15,6 +15,7 @@
 #ifndef PAGEOWNER_SERVER_WAL_RECORD_H_
 #define PAGEOWNER_SERVER_WAL_RECORD_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -44,6 +45,13 @@ class WalNames {
  public:
   bool Contains(uint64_t ip) const { return named_.contains(ip); }
   void Add(uint64_t ip) { named_.insert(ip); }
+  size_t size() const { return named_.size(); }
+  // The addresses, ascending (what a snapshot stores).
+  std::vector<uint64_t> Sorted() const {
+    std::vector<uint64_t> out(named_.begin(), named_.end());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
 
  private:
   absl::flat_hash_set<uint64_t> named_;

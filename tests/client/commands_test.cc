@@ -171,8 +171,8 @@ TEST(DispatchTest, HelpListsEveryCommand) {
         "  replay FILE [--batch N] [--format jsonl|ftrace] [--trusted]\n",
         "  import FILE [--force] [--batch N]\n",
         "  sort [--format today|v6.2|2016] [page_owner_sort options]\n",
-        "  load --events N [--stacks S] [--fill F] [--seed X] [--batch N]\n", "  help\n",
-        "--server=HOST:PORT"}) {
+        "  load --events N [--stacks S] [--fill F] [--seed X] [--batch N]\n", "  snapshot\n",
+        "  help\n", "--server=HOST:PORT"}) {
     EXPECT_TRUE(absl::StrContains(r.out, synopsis)) << synopsis;
   }
   EXPECT_EQ(RunArgs({"--help"}).out, r.out);

@@ -3,12 +3,15 @@
 #include "server/metrics.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <map>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/build_info.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -115,6 +118,42 @@ TEST(MetricsTest, ProcessAndBuildFamilies) {
   // The server's sockets, epoll and pipes are open: more than stdin, stdout and stderr.
   EXPECT_GT(value("process_open_fds"), 3.0);
   EXPECT_LT(value("process_open_fds"), static_cast<double>(files.rlim_cur));
+}
+
+TEST(MetricsTest, SnapshotFamilies) {
+  const std::string dir =
+      ::testing::TempDir() + "/metrics_test_snapshots_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  ServerOptions options = testing::SmallOptions();
+  options.metrics_listen_address = "127.0.0.1:0";
+  options.wal = WalOptions{.dir = dir};
+  options.snapshot = SnapshotPolicy{.interval = absl::ZeroDuration(), .log_bytes = 0};
+  std::unique_ptr<Server> server = testing::StartServer(options);
+  ASSERT_NE(server, nullptr);
+  httplib::Client http("127.0.0.1", server->metrics_port());
+  httplib::Result r = http.Get("/metrics");
+  ASSERT_TRUE(r);
+  for (const char* line : {"pageowner_snapshots_total 0\n", "pageowner_snapshot_failures_total 0\n",
+                           "pageowner_snapshot_last_success_timestamp_seconds 0\n",
+                           "# TYPE pageowner_snapshot_last_bytes gauge\n"}) {
+    EXPECT_TRUE(absl::StrContains(r->body, line)) << line << "\nnot in\n" << r->body;
+  }
+  const int64_t before = absl::ToUnixSeconds(absl::Now());
+  absl::StatusOr<SnapshotResult> snap = server->TakeSnapshot();
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  r = http.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(absl::StrContains(r->body, "pageowner_snapshots_total 1\n")) << r->body;
+  EXPECT_TRUE(
+      absl::StrContains(r->body, absl::StrCat("pageowner_snapshot_last_bytes ", snap->bytes, "\n")))
+      << r->body;
+  const size_t at = r->body.find("\npageowner_snapshot_last_success_timestamp_seconds ");
+  ASSERT_NE(at, std::string::npos);
+  const int64_t when = std::stoll(r->body.substr(at + 51));
+  EXPECT_GE(when, before);
+  EXPECT_LE(when, absl::ToUnixSeconds(absl::Now()));
+  server.reset();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MetricsTest, NoMetricsAddressServesNothing) {
