@@ -225,21 +225,7 @@ std::string SnapshotTempPath(const std::string& dir, uint64_t seq) {
 
 absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> ListSnapshots(
     const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return absl::UnavailableError(Errno("cannot list", dir));
-  std::vector<std::pair<uint64_t, std::string>> found;
-  while (const dirent* e = readdir(d)) {
-    const std::string_view name(e->d_name);
-    if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) continue;
-    const std::string_view digits =
-        name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
-    uint64_t seq = 0;
-    if (digits.size() != 20 || !absl::SimpleAtoi(std::string(digits), &seq)) continue;
-    found.emplace_back(seq, absl::StrCat(dir, "/", Sv(name)));
-  }
-  closedir(d);
-  std::sort(found.begin(), found.end());
-  return found;
+  return ListNumberedFiles(dir, kPrefix, kSuffix);
 }
 
 absl::Status WriteSnapshotTemp(const std::string& path, const Machine& machine,

@@ -245,21 +245,30 @@ uint64_t Wal::SegmentFirstSeq(std::string_view path) {
   return seq;
 }
 
-absl::StatusOr<std::vector<std::string>> Wal::ListSegments(const std::string& dir) {
+absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> ListNumberedFiles(
+    const std::string& dir, std::string_view prefix, std::string_view suffix) {
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return absl::UnavailableError(Errno("cannot list", dir));
   std::vector<std::pair<uint64_t, std::string>> found;
   while (const dirent* e = readdir(d)) {
     const std::string_view name(e->d_name);
-    if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) continue;
+    if (name.size() < prefix.size() + suffix.size() || !name.starts_with(prefix) ||
+        !name.ends_with(suffix)) {
+      continue;
+    }
     const std::string_view digits =
-        name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
+        name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
     uint64_t seq = 0;
     if (digits.size() != 20 || !absl::SimpleAtoi(std::string(digits), &seq)) continue;
     found.emplace_back(seq, absl::StrCat(dir, "/", Sv(name)));
   }
   closedir(d);
   std::sort(found.begin(), found.end());
+  return found;
+}
+
+absl::StatusOr<std::vector<std::string>> Wal::ListSegments(const std::string& dir) {
+  PO_ASSIGN_OR_RETURN(auto found, ListNumberedFiles(dir, kPrefix, kSuffix));
   std::vector<std::string> paths;
   for (auto& [seq, path] : found) paths.push_back(std::move(path));
   return paths;

@@ -107,6 +107,11 @@ struct WalGeometry {
   friend bool operator==(const WalGeometry&, const WalGeometry&) = default;
 };
 
+// The files of `dir` named PREFIX<20-digit number>SUFFIX (log segments, snapshots), as (number,
+// path), by number. kUnavailable when `dir` cannot be listed.
+absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> ListNumberedFiles(
+    const std::string& dir, std::string_view prefix, std::string_view suffix);
+
 // Thread-safety: Append, Roll and next_seq on one thread (the ingest writer); SyncTo, synced_seq
 // and metrics from any thread.
 class Wal {
