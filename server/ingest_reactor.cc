@@ -63,7 +63,7 @@ class PageOwnerService::IngestReactor final
         service_->counters_.batches.fetch_add(1, std::memory_order_relaxed);
         service_->counters_.batches_rejected.fetch_add(1, std::memory_order_relaxed);
       }
-      if (finish) Finish(final_status_);
+      if (finish) End();
       return;
     }
     PreparedBatch batch;
@@ -127,12 +127,11 @@ class PageOwnerService::IngestReactor final
     }
     if (next != nullptr) StartWrite(next);
     if (read_more) StartRead(&read_buffer_);
-    if (finish) Finish(final_status_);
+    if (finish) End();
   }
 
   void OnDone() override {
-    service_->Unregister(this);
-    service_->counters_.streams_open.fetch_sub(1, std::memory_order_relaxed);
+    ReleaseSlot();  // already done unless the call ended without End
     Unref();
   }
 
@@ -144,7 +143,7 @@ class PageOwnerService::IngestReactor final
       draining_ = true;
       finish = ShouldFinishLocked();
     }
-    if (finish) Finish(final_status_);
+    if (finish) End();
   }
 
  private:
@@ -180,7 +179,20 @@ class PageOwnerService::IngestReactor final
       }
     }
     if (write != nullptr) StartWrite(write);
-    if (finish) Finish(final_status_);
+    if (finish) End();
+  }
+
+  // The stream's slot under --max_streams is given back before its status is sent, so a client
+  // that has seen its stream end can open the next one at once.
+  void ReleaseSlot() {
+    if (released_.exchange(true, std::memory_order_acq_rel)) return;
+    service_->Unregister(this);
+    service_->counters_.streams_open.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void End() {
+    ReleaseSlot();
+    Finish(final_status_);
   }
 
   bool MayReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -210,6 +222,7 @@ class PageOwnerService::IngestReactor final
 
   PageOwnerService* const service_;
   std::atomic<int> refs_{1};  // gRPC's, dropped in OnDone
+  std::atomic<bool> released_{false};
   // Touched only by the read path (one read or its preparation at a time).
   grpc::ByteBuffer read_buffer_;
   v1::EventBatch request_;
