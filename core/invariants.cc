@@ -103,12 +103,19 @@ absl::Status CheckMachineInvariants(const Machine& machine) {
   // Invariant 2 of core/machine.h: per-stack page counts are a recount of the records.
   absl::flat_hash_map<uint32_t, int64_t> recount;
   uint64_t tracked = 0;
+  uint64_t reserved = 0;
   const uint64_t pages = machine.total_pages().raw();
   for (uint64_t i = 0; i < pages; ++i) {
     const Pfn pfn(i);
     absl::StatusOr<PageOwner> rec = machine.PageRecord(pfn);
     if (!rec.ok()) return Broken(absl::StrCat("pfn ", i, ": ", rec.status().ToString()));
     const std::optional<AllocatedBlock> block = buddy.BlockContaining(pfn);
+    if (rec->reserved) {  // invariant 6
+      if (rec->allocated) return Broken(absl::StrCat("pfn ", i, " is reserved and tracked"));
+      if (!block.has_value()) return Broken(absl::StrCat("pfn ", i, " is reserved and free"));
+      ++reserved;
+      continue;
+    }
     if (rec->allocated) {
       if (!block.has_value()) {
         return Broken(absl::StrCat("pfn ", i, "'s record is allocated, the page is free"));
@@ -130,6 +137,10 @@ absl::Status CheckMachineInvariants(const Machine& machine) {
   if (tracked != machine.tracked_pages().raw()) {
     return Broken(absl::StrCat(tracked, " records are allocated, the machine counts ",
                                machine.tracked_pages().raw()));
+  }
+  if (reserved != machine.reserved_pages().raw()) {
+    return Broken(absl::StrCat(reserved, " pages are marked reserved, the machine counts ",
+                               machine.reserved_pages().raw()));
   }
   absl::Status status;
   int64_t counted = 0;

@@ -229,6 +229,7 @@ Machine::RangeFreed Machine::FreeRange(Pfn head, Order order, std::optional<uint
     const uint64_t bn = b->order.pages().raw();
     if (b->head.raw() >= begin && b->head.raw() + bn <= end) {  // inside the range: freed whole
       ResetOwner(b->head, b->order, fctx, ts_ns);
+      Unreserve(b->head.raw(), bn);
       const absl::Status freed = buddy_.Free(b->head, b->order);
       assert(freed.ok());
       (void)freed;
@@ -243,6 +244,7 @@ Machine::RangeFreed Machine::FreeRange(Pfn head, Order order, std::optional<uint
     const std::optional<MigrateType> mt = buddy_.AllocationMigrateType(b->head);
     assert(mt.has_value());
     ResetOwner(head, order, fctx, ts_ns);
+    Unreserve(begin, end - begin);
     const absl::Status freed = buddy_.Free(b->head, b->order);
     assert(freed.ok());
     (void)freed;
@@ -321,6 +323,16 @@ void Machine::ResetOwner(Pfn head, Order order, std::optional<uint32_t> fctx, ui
   if (run > 0) depot_.AddPages(StackHandle(run_handle), -run);
 }
 
+void Machine::Unreserve(uint64_t first, uint64_t n) {
+  if (reserved_pages_ == 0) return;
+  for (uint64_t p = first; p < first + n; ++p) {
+    if (records_[p].actx & kReservedBit) {
+      records_[p].actx &= ~kReservedBit;
+      --reserved_pages_;
+    }
+  }
+}
+
 absl::Status Machine::CheckTrustedRange(Pfn pfn, Order order) const {
   const uint64_t n = order.pages().raw();
   if ((pfn.raw() & (n - 1)) != 0) {
@@ -340,10 +352,17 @@ absl::StatusOr<EventResult> Machine::Alloc(const AllocEvent& e) {
   if (e.early && !e.pfn.has_value()) {
     return absl::InvalidArgumentError("an early block needs a pfn");
   }
-  if (e.frames.empty() && !e.early) {
+  if (e.reserved && !e.pfn.has_value()) {
+    return absl::InvalidArgumentError("a reserved block needs a pfn");
+  }
+  if (e.reserved && e.early) {
+    return absl::InvalidArgumentError("a block cannot be both early and reserved");
+  }
+  if (e.frames.empty() && !e.early && !e.reserved) {
     return absl::InvalidArgumentError("an allocation needs at least one frame");
   }
-  const MigrateType mt = GfpMigrateType(e.early ? 0 : e.gfp_mask);
+  const bool ownerless = e.early || e.reserved;
+  const MigrateType mt = GfpMigrateType(ownerless ? 0 : e.gfp_mask);
   Pfn pfn;
   if (e.pfn.has_value()) {
     if (e.pfn->raw() >= total_pages().raw()) return BeyondMemory("pfn", *e.pfn, total_pages());
@@ -361,8 +380,21 @@ absl::StatusOr<EventResult> Machine::Alloc(const AllocEvent& e) {
       }
     }
     absl::Status s = buddy_.AllocateAt(*e.pfn, e.order, mt);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      if (s.code() == absl::StatusCode::kAlreadyExists &&
+          (records_[e.pfn->raw()].actx & kReservedBit)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "pfn ", e.pfn->raw(), " (0x", absl::Hex(e.pfn->raw()), ") is reserved (not RAM)"));
+      }
+      return s;
+    }
     pfn = *e.pfn;
+    if (e.reserved) {
+      const uint64_t n = e.order.pages().raw();
+      for (uint64_t i = 0; i < n; ++i) records_[pfn.raw() + i].actx |= kReservedBit;
+      reserved_pages_ += n;
+      return EventResult{absl::OkStatus(), pfn, StackHandle()};
+    }
   } else {
     absl::StatusOr<Pfn> p = buddy_.Allocate(e.order, mt);
     if (!p.ok()) return p.status();
@@ -387,7 +419,8 @@ absl::StatusOr<EventResult> Machine::Free(const FreeEvent& e) {
   if (e.trusted) {
     if (absl::Status s = CheckTrustedRange(e.pfn, e.order); !s.ok()) return s;
     const std::optional<AllocatedBlock> b = buddy_.BlockContaining(e.pfn);
-    if (!b.has_value() || b->head != e.pfn || b->order != e.order) {
+    if (!b.has_value() || b->head != e.pfn || b->order != e.order ||
+        (records_[e.pfn.raw()].actx & kReservedBit)) {
       if (!RangeHasAllocated(e.pfn, e.order)) {  // T4
         ++counters_.ignored_frees;
         return EventResult{absl::OkStatus(), e.pfn, StackHandle()};
@@ -399,6 +432,11 @@ absl::StatusOr<EventResult> Machine::Free(const FreeEvent& e) {
       counters_.split_blocks += FreeRange(e.pfn, e.order, fctx, e.ts_ns).splits;
       return EventResult{absl::OkStatus(), e.pfn, free_handle};
     }
+  }
+  if (records_[e.pfn.raw()].actx & kReservedBit) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot free pfn ", e.pfn.raw(), " (0x",
+                                                      absl::Hex(e.pfn.raw()),
+                                                      "): it is reserved (not RAM)"));
   }
   // The allocator checks the block (double free, tail page, wrong order) and changes nothing
   // when it is wrong; the free stack is saved after, so a depot pool taken for it may reuse
@@ -427,6 +465,10 @@ absl::StatusOr<EventResult> Machine::Migrate(const MigrateEvent& e) {
   if (!block.has_value()) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot migrate pfn ", e.pfn.raw(), ": the page is free"));
+  }
+  if (records_[e.pfn.raw()].actx & kReservedBit) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot migrate pfn ", e.pfn.raw(), ": it is reserved (not RAM)"));
   }
   if (block->head != e.pfn) {
     return absl::FailedPreconditionError(
@@ -569,7 +611,7 @@ void Machine::InitEarlyAllocatedPages(uint64_t ts_ns) {
     const uint64_t n = b.order.pages().raw();
     for (uint64_t i = 0; i < n; ++i) {
       const Pfn pfn(b.head.raw() + i);
-      if (records_[pfn.raw()].actx & kAllocatedBit) continue;
+      if (records_[pfn.raw()].actx & (kAllocatedBit | kReservedBit)) continue;
       SetOwner(pfn, Order(0), early_handle_, actx, ts_ns);
       ++counters_.early_handle_pages;
     }
@@ -582,6 +624,7 @@ PageOwner Machine::Expand(Pfn pfn, const Record& r) const {
   p.pfn = pfn;
   p.owner = (r.actx & kOwnerBit) != 0;
   p.allocated = (r.actx & kAllocatedBit) != 0;
+  p.reserved = (r.actx & kReservedBit) != 0;
   p.pageblock_migratetype = buddy_.PageblockMigrateType(pfn.pageblock());
   if (p.owner) {
     const AllocContext& a = alloc_contexts_.Get(r.actx & kCtxMask);
@@ -890,6 +933,12 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::LoadState(const MachineOptions
       return bad("the record of pfn ", p, " names no context or stack");
     }
     if (rec.actx & kAllocatedBit) ++allocated;
+    if (rec.actx & kReservedBit) {
+      if ((rec.actx & kAllocatedBit) || !m->buddy_.BlockContaining(Pfn(p)).has_value()) {
+        return bad("pfn ", p, " is reserved but tracked or free in the allocator");
+      }
+      ++m->reserved_pages_;
+    }
   }
 
   r.ExpectTag(SnapshotTag("MISC"), "machine counters");

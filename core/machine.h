@@ -59,6 +59,11 @@ struct AllocEvent {
   // with no known owner; every page gets the early handle (see "Early blocks" on Machine).
   // `frames`, `gfp_mask`, `pid`, `tgid` and `comm` are ignored. REQUIRES `pfn`.
   bool early = false;
+  // The block at `pfn` is not RAM on the machine this mirrors (a hole, memblock-reserved
+  // memory, a gap of /proc/iomem): the allocator never hands it out and it gets no owner (see
+  // "Reserved blocks" on Machine). `frames`, `gfp_mask`, `pid`, `tgid` and `comm` are ignored.
+  // REQUIRES `pfn`; not with `early`.
+  bool reserved = false;
 };
 
 // A free: __reset_page_owner + __free_pages. `frames` may be empty (no free stack known).
@@ -161,6 +166,7 @@ struct PageOwner {
   int32_t free_tgid = 0;
   bool owner = false;      // PAGE_EXT_OWNER: ever set
   bool allocated = false;  // PAGE_EXT_OWNER_ALLOCATED: allocated now (per page_owner)
+  bool reserved = false;   // not RAM on the machine mirrored (AllocEvent::reserved)
   MigrateType pageblock_migratetype = MigrateType::kMovable;
   uint64_t page_flags = 0;  // the page's flags word, as %pGp prints it
   // Set for imported blocks: what their kernel printed beyond our fields (page_flags above is
@@ -215,6 +221,8 @@ struct MachineMemory {
 //  5. The early handle's pages count on its stack (invariant 2) but the early stack is never
 //     charged an allocation, so it is not on the owner list and show_stacks (StacksOwning)
 //     does not list it, as the kernel's init_pages_in_zone never calls inc_stack_record_count.
+//  6. A reserved page is allocated in the allocator and its record is not allocated: it is
+//     the one kind of allocated page that is never tracked (invariant 2's exception).
 //
 // Trusted events (AllocEvent::trusted, FreeEvent::trusted): a real machine's events are facts.
 // When the Machine's picture of their range is wrong (an event was lost, attach guessed, pages
@@ -245,6 +253,17 @@ struct MachineMemory {
 // The depot's own pools live in simulated memory (the allocator's choice); a trusted allocation
 // over one takes its pages like any block's (T2); the depot keeps its storage.
 //
+// Reserved blocks (AllocEvent::reserved, with a pfn): what the kernel never gives its buddy
+// allocator (holes without a struct page, memblock-reserved pages, addresses that are not System
+// RAM), placed so that the allocator never hands them out either. The block is taken at P as an
+// allocation at a pfn (trusted or strict as the event says; a trusted one frees what it covers,
+// T2) and each page is marked reserved, with no owner record: page_owner's init_pages_in_zone
+// skips PageReserved pages, so SetTracking(on) gives them no early handle and the dump never
+// lists them. Not counted in allocs; reserved_pages() counts them. A strict free or migration
+// of a reserved page is refused (kFailedPrecondition); a trusted allocation or free over one
+// is a fact of the real machine (the kernel freed reserved memory into the buddy allocator, as
+// free_reserved_area does): the range stops being reserved and the event applies as T2/T5.
+//
 // Early blocks (AllocEvent::early, with a pfn): the block is placed at P as an allocation at a
 // pfn (trusted or strict as the event says) and, while tracking is on, each page gets an
 // order-0 record with the early handle, mask 0, pid 0, tgid 0, comm "swapper" and ts ts_ns, as
@@ -268,17 +287,19 @@ class Machine {
   // kInvalidArgument naming the bad option, or OK.
   static absl::Status ValidateOptions(const MachineOptions& options);
 
-  // Errors: kInvalidArgument (order above 10, no frames for a non-early allocation, early
-  // without a pfn, pfn not aligned to the order), kOutOfRange (pfn or range beyond memory),
+  // Errors: kInvalidArgument (order above 10, no frames for an allocation that is neither early
+  // nor reserved, early or reserved without a pfn, both early and reserved, pfn not aligned to
+  // the order), kOutOfRange (pfn or range beyond memory),
   // kAlreadyExists (strict only: a page at the requested pfn is allocated), kResourceExhausted
   // (no free block big enough).
   absl::StatusOr<EventResult> Alloc(const AllocEvent& e);
   // Errors: kInvalidArgument (order above 10), kOutOfRange (pfn beyond memory), strict only:
-  // kFailedPrecondition (the page is free, is not the head of its block, or the order differs).
+  // kFailedPrecondition (the page is free, is reserved, is not the head of its block, or the
+  // order differs).
   absl::StatusOr<EventResult> Free(const FreeEvent& e);
   // Errors: kInvalidArgument (no such reason), kOutOfRange (pfn or target beyond memory),
-  // kFailedPrecondition (the page is free or not a block's head), kAlreadyExists (the target
-  // range is in use), kResourceExhausted (no free block for the target).
+  // kFailedPrecondition (the page is free, reserved or not a block's head), kAlreadyExists (the
+  // target range is in use), kResourceExhausted (no free block for the target).
   absl::StatusOr<EventResult> Migrate(const MigrateEvent& e);
   // Any of the three; the status is in the result.
   EventResult Apply(const Event& e);
@@ -327,6 +348,8 @@ class Machine {
   const MachineCounters& counters() const { return counters_; }
   // Pages whose record is allocated (what the per-stack counters sum to).
   PageCount tracked_pages() const { return PageCount(tracked_pages_); }
+  // Pages placed by reserved allocations and not freed since (not RAM on the mirrored machine).
+  PageCount reserved_pages() const { return PageCount(reserved_pages_); }
   MachineMemory MemoryUsage() const;
 
   // The return address __set_page_owner's call to save_stack leaves on the stack. A trace that
@@ -361,12 +384,14 @@ class Machine {
     uint64_t ts_ns;
     uint64_t free_ts_ns;
     uint32_t handle;
-    uint32_t actx;  // bit 31 allocated, bit 30 owner, bits 0..29 alloc context id (0: none)
+    uint32_t actx;  // bit 31 allocated, bit 30 owner, bit 29 reserved, bits 0..28 alloc
+                    // context id (0: none)
     uint32_t fctx;  // free context id (0: none)
   };
   static constexpr uint32_t kAllocatedBit = 1u << 31;
   static constexpr uint32_t kOwnerBit = 1u << 30;
-  static constexpr uint32_t kCtxMask = kOwnerBit - 1;
+  static constexpr uint32_t kReservedBit = 1u << 29;
+  static constexpr uint32_t kCtxMask = kReservedBit - 1;
 
   // What repeats across allocations: the task, mask, order and migrate reason.
   struct AllocContext {
@@ -449,6 +474,8 @@ class Machine {
   absl::Status CheckTrustedRange(Pfn pfn, Order order) const;
   // Whether any page of the range is allocated. REQUIRES as FreeRange.
   bool RangeHasAllocated(Pfn head, Order order) const;
+  // Clears the reserved mark of the pages [first, first + n) that have it.
+  void Unreserve(uint64_t first, uint64_t n);
   // Records order-0 early owners on the pages of the block at `head` (tracking on).
   void SetEarlyOwners(Pfn head, Order order, uint64_t ts_ns);
   uint32_t InternAlloc(int32_t pid, int32_t tgid, std::string_view comm, uint32_t gfp, Order order,
@@ -479,6 +506,7 @@ class Machine {
   bool importing_ = false;
   const SaveContext* saving_ = nullptr;  // set while SaveStack runs
   uint64_t tracked_pages_ = 0;
+  uint64_t reserved_pages_ = 0;
   MachineCounters counters_;
 };
 

@@ -528,11 +528,12 @@ bool OnOwnerList(const Machine& m, StackHandle h) {
   m.depot().ForEachOwnerStack([&](const StackUsage& s) { found |= s.handle == h; });
   return found;
 }
-// Invariant 2: the stacks' pages sum to the tracked pages, every allocated page is tracked;
-// and the full check (every page in exactly one block, per-stack recounts).
+// Invariants 2 and 6: the stacks' pages sum to the tracked pages, every allocated page is
+// tracked or reserved; and the full check (every page in exactly one block, per-stack recounts).
 void ExpectInvariants(const Machine& m) {
   EXPECT_EQ(SumOfStackPages(m), static_cast<int64_t>(m.tracked_pages().raw()));
-  EXPECT_EQ(m.tracked_pages(), m.allocator().allocated_pages());
+  EXPECT_EQ(m.tracked_pages().raw() + m.reserved_pages().raw(),
+            m.allocator().allocated_pages().raw());
   const absl::Status s = CheckMachineInvariants(m);
   EXPECT_TRUE(s.ok()) << s;
 }
@@ -812,6 +813,129 @@ TEST(MachineTrustedTest, EarlyBlocksWhileTrackingIsOffGetTheEarlyHandleOnceItIsO
   EXPECT_EQ(m.PageRecord(Pfn(0x2001))->handle, m.early_handle());
   EXPECT_GE(m.counters().early_handle_pages - early_before, 2u);
   EXPECT_FALSE(OnOwnerList(m, m.early_handle()));
+  ExpectInvariants(m);
+}
+
+// ---- Reserved blocks (not RAM on the mirrored machine) ----
+
+TEST(MachineReservedTest, AReservedBlockIsNeverHandedOutAndHasNoOwner) {
+  Machine m(Small(true, 8192, 32));
+  ASSERT_EQ(m.depot_pool_pfns().size(), 1u);
+  const uint64_t pool = m.depot_pool_pfns()[0].raw();  // order 2, where the allocator chose
+  const uint64_t head = pool < 16 ? 16 : 0;            // an order-3 block clear of it
+  const uint64_t allocs = m.counters().allocs;
+  const uint64_t tracked = m.tracked_pages().raw();
+  const std::string dump = PageOwnerText(m, DumpFormat::kToday);
+  // Strict, like a client that knows the layout before anything runs.
+  const EventResult r = *m.Alloc({.order = Order(3), .pfn = Pfn(head), .reserved = true});
+  EXPECT_EQ(r.pfn, Pfn(head));
+  EXPECT_FALSE(r.handle.valid());
+  EXPECT_EQ(m.reserved_pages().raw(), 8u);
+  EXPECT_EQ(m.counters().allocs, allocs);  // not an allocation of page_owner's
+  EXPECT_EQ(m.tracked_pages().raw(), tracked);
+  EXPECT_EQ(PageOwnerText(m, DumpFormat::kToday), dump);  // never listed
+  const PageOwner p = *m.BlockOwner(Pfn(head + 5));
+  EXPECT_TRUE(p.reserved);
+  EXPECT_FALSE(p.owner);
+  EXPECT_FALSE(p.allocated);
+  EXPECT_TRUE(m.PageRecord(Pfn(head + 7))->reserved);
+  EXPECT_FALSE(m.PageRecord(Pfn(head + 8))->reserved);
+  ExpectInvariants(m);
+  // The allocator never hands those pages out: 32 - 4 (depot) - 8 = 20 pages are left.
+  const auto f = Stack(1);
+  for (int i = 0; i < 20; ++i) {
+    const absl::StatusOr<EventResult> a = m.Alloc({.order = Order(0), .frames = f});
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_FALSE(a->pfn.raw() >= head && a->pfn.raw() < head + 8) << a->pfn.raw();
+  }
+  EXPECT_EQ(m.Alloc({.order = Order(0), .frames = f}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  ExpectInvariants(m);
+}
+
+TEST(MachineReservedTest, StrictEventsOnAReservedPageAreRefusedAndChangeNothing) {
+  Machine m(Small());
+  ASSERT_TRUE(m.Alloc({.order = Order(2), .pfn = Pfn(0x3000), .reserved = true}).ok());
+  ASSERT_TRUE(m.Alloc({.order = Order(2), .frames = Stack(2), .pfn = Pfn(0x100)}).ok());
+  const Snapshot before = Take(m);
+  const absl::StatusOr<EventResult> alloc =
+      m.Alloc({.order = Order(0), .frames = Stack(1), .pfn = Pfn(0x3001)});
+  EXPECT_EQ(alloc.status(), absl::AlreadyExistsError("pfn 12289 (0x3001) is reserved (not RAM)"));
+  EXPECT_EQ(
+      m.Free({.pfn = Pfn(0x3000), .order = Order(2)}).status(),
+      absl::FailedPreconditionError("cannot free pfn 12288 (0x3000): it is reserved (not RAM)"));
+  EXPECT_EQ(m.Migrate({.pfn = Pfn(0x3000)}).status(),
+            absl::FailedPreconditionError("cannot migrate pfn 12288: it is reserved (not RAM)"));
+  EXPECT_EQ(m.Migrate({.pfn = Pfn(0x100), .target = Pfn(0x3000)}).status().code(),
+            absl::StatusCode::kAlreadyExists);  // no migration onto a reserved block
+  // A reserved block needs a pfn, and is not early too.
+  EXPECT_EQ(m.Alloc({.order = Order(0), .reserved = true}).status(),
+            absl::InvalidArgumentError("a reserved block needs a pfn"));
+  EXPECT_EQ(
+      m.Alloc({.order = Order(0), .pfn = Pfn(0x3800), .early = true, .reserved = true}).status(),
+      absl::InvalidArgumentError("a block cannot be both early and reserved"));
+  EXPECT_EQ(m.reserved_pages().raw(), 4u);
+  EXPECT_TRUE(Take(m) == before);
+  ExpectInvariants(m);
+}
+
+TEST(MachineReservedTest, TrackingTurnedOnGivesReservedPagesNoEarlyHandle) {
+  Machine m(Small(false));
+  ASSERT_TRUE(m.Alloc({.order = Order(4), .pfn = Pfn(0x2800), .reserved = true}).ok());
+  ASSERT_TRUE(
+      m.Alloc({.order = Order(1), .pfn = Pfn(0x3000), .trusted = true, .early = true}).ok());
+  const uint64_t early_before = m.counters().early_handle_pages;
+  m.SetTracking(true, 5);
+  // The early block's two pages and the depot's pool (taken while tracking was off) get the
+  // early handle; the 16 reserved pages do not.
+  EXPECT_EQ(m.counters().early_handle_pages - early_before, 2u + 4u);
+  for (uint64_t p = 0x2800; p < 0x2810; ++p) {
+    const PageOwner r = *m.PageRecord(Pfn(p));
+    EXPECT_FALSE(r.owner) << p;
+    EXPECT_TRUE(r.reserved) << p;
+  }
+  ExpectInvariants(m);
+}
+
+TEST(MachineReservedTest, TrustedEventsOverReservedPagesMakeThemRam) {
+  Machine m(Small());
+  const auto a = Stack(1);
+  const auto f = Stack(2);
+  // A trusted reserved block over an allocated one frees it implicitly first (T2).
+  const StackHandle ha = m.Alloc({.order = Order(0), .frames = a, .pfn = Pfn(0x1003)})->handle;
+  ASSERT_TRUE(
+      m.Alloc({.order = Order(3), .pfn = Pfn(0x1000), .trusted = true, .reserved = true}).ok());
+  EXPECT_EQ(m.counters().implied_frees, 1u);
+  EXPECT_EQ(m.depot().Usage(ha).pages, 0);
+  EXPECT_EQ(m.reserved_pages().raw(), 8u);
+  ExpectInvariants(m);
+  // The kernel freed part of it into the buddy allocator (free_reserved_area): a trusted free
+  // splits the reserved block; the freed part is RAM, the rest stays reserved.
+  const EventResult freed =
+      *m.Free({.pfn = Pfn(0x1004), .order = Order(2), .frames = f, .trusted = true});
+  EXPECT_EQ(freed.pfn, Pfn(0x1004));
+  EXPECT_EQ(m.counters().repaired_frees, 1u);
+  EXPECT_EQ(m.counters().split_blocks, 1u);
+  EXPECT_EQ(m.reserved_pages().raw(), 4u);
+  EXPECT_FALSE(m.allocator().IsAllocated(Pfn(0x1005)));
+  EXPECT_FALSE(m.PageRecord(Pfn(0x1005))->reserved);
+  EXPECT_TRUE(m.PageRecord(Pfn(0x1002))->reserved);
+  EXPECT_EQ(BlockAt(m, 0x1001), B(0x1000, 2));
+  ExpectInvariants(m);
+  // A trusted allocation over the rest takes it as RAM (T2): one implied free of 4 pages.
+  const EventResult took =
+      *m.Alloc({.order = Order(1), .frames = a, .pfn = Pfn(0x1002), .trusted = true});
+  EXPECT_EQ(took.handle, ha);
+  EXPECT_EQ(m.counters().repaired_allocs, 2u);
+  EXPECT_EQ(m.reserved_pages().raw(), 2u);  // 0x1000 and 0x1001 stay reserved
+  EXPECT_TRUE(m.PageRecord(Pfn(0x1001))->reserved);
+  EXPECT_FALSE(m.PageRecord(Pfn(0x1003))->reserved);
+  EXPECT_EQ(m.depot().Usage(ha).pages, 2);
+  ExpectInvariants(m);
+  // An exact trusted free of a whole reserved block frees it too (T5, not the strict refusal).
+  ASSERT_TRUE(m.Free({.pfn = Pfn(0x1000), .order = Order(1), .trusted = true}).ok());
+  EXPECT_EQ(m.reserved_pages().raw(), 0u);
+  EXPECT_EQ(m.counters().repaired_frees, 2u);
   ExpectInvariants(m);
 }
 

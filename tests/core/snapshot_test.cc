@@ -55,6 +55,7 @@ std::string Fingerprint(const Machine& m) {
                   c.dummy_handle_uses, " ", c.failure_handle_uses, " ", c.early_handle_pages, " ",
                   c.repaired_allocs, " ", c.repaired_frees, " ", c.ignored_frees, " ",
                   c.implied_frees, " ", c.implied_freed_pages, " ", c.split_blocks, "\n");
+  absl::StrAppend(&out, "reserved ", m.reserved_pages().raw(), "\n");
   const MachineMemory mem = m.MemoryUsage();
   absl::StrAppend(&out, "memory ", mem.records, " ", mem.allocator, " ", mem.depot, " ",
                   mem.contexts, " ", mem.symbols, "\n");
@@ -111,7 +112,7 @@ class Driver {
     const uint64_t pfn = std::uniform_int_distribution<uint64_t>(0, pages / 4 - 1)(rng_) * 4;
     frames_ = {0xffffffff81000000ULL + 0x40ULL * k, 0xffffffff81100000ULL + 8ULL * (k % 7)};
     m.symbols().Register(frames_[0], absl::StrCat("rare_", k, "+0x0/0x40"));
-    switch (k % 4) {
+    switch (k % 5) {
       case 0: {
         extras_ = PrintedExtras{.page_flags = 0x2000ULL + k,
                                 .flags_text = absl::StrCat("0x", k, "(slab)"),
@@ -145,6 +146,10 @@ class Driver {
         // The workload may still believe a block under it is live: let it keep the range.
         return m.Apply(e);
       }
+      case 3:
+        // Not RAM on the mirrored machine; trusted, so it takes the range whatever is there.
+        return m.Apply(
+            AllocEvent{.order = Order(1), .pfn = Pfn(pfn), .trusted = true, .reserved = true});
       case 2:
         m.SetTracking(false, 0);
         return m.Apply(AllocEvent{.order = Order(0), .gfp_mask = 0xcc0, .frames = frames_});
@@ -181,6 +186,7 @@ TEST_P(SnapshotTest, LoadedMachineIsTheSameMachine) {
   EXPECT_GT(c.early_handle_pages, 4u);  // tracking turned on again over allocated pages
   EXPECT_GT(c.migrates, 0u);
   EXPECT_GT(c.frees, 0u);
+  EXPECT_GT(original.reserved_pages().raw(), 0u);
   if (GetParam().depot_max_pools == 2) {
     EXPECT_GT(c.failure_handle_uses, 0u);
   }
