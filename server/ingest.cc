@@ -19,7 +19,8 @@ namespace pageowner::server {
 namespace {
 
 constexpr uint32_t kKnownFlags = v1::EVENT_FLAG_AT_PFN | v1::EVENT_FLAG_AT_TARGET |
-                                 v1::EVENT_FLAG_TRUSTED | v1::EVENT_FLAG_EARLY;
+                                 v1::EVENT_FLAG_TRUSTED | v1::EVENT_FLAG_EARLY |
+                                 v1::EVENT_FLAG_RESERVED;
 
 // Value i of a column that is empty (all zeros) or one value a event.
 template <typename T>
@@ -269,6 +270,7 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
         if (flags & v1::EVENT_FLAG_AT_PFN) e.pfn = Pfn(At(b.pfn(), i));
         e.trusted = (flags & v1::EVENT_FLAG_TRUSTED) != 0;
         e.early = (flags & v1::EVENT_FLAG_EARLY) != 0;
+        e.reserved = (flags & v1::EVENT_FLAG_RESERVED) != 0;
         out->events.emplace_back(e);
         break;
       }

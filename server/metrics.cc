@@ -167,6 +167,7 @@ uint64_t MaxFds() {
 // Everything Render reads of the machine, copied under the reader lock.
 struct MachineSample {
   uint64_t total_pages = 0;
+  uint64_t reserved_pages = 0;
   std::array<std::array<uint64_t, kMaxOrder + 1>, 3> allocated_pages{};
   std::array<std::array<uint64_t, kMaxOrder + 1>, 3> free_pages{};
   StackDepotStats depot;
@@ -325,6 +326,7 @@ std::string MetricsExporter::Render() const {
     MachineSample s;
     const BuddyAllocator& a = m.allocator();
     s.total_pages = m.total_pages().raw();
+    s.reserved_pages = m.reserved_pages().raw();
     for (int t = 0; t < 3; ++t) {
       for (unsigned k = 0; k <= static_cast<unsigned>(kMaxOrder); ++k) {
         s.allocated_pages[t][k] = a.AllocatedBlockCount(Order(k), kListTypes[t]) << k;
@@ -392,6 +394,11 @@ std::string MetricsExporter::Render() const {
                s.allocated_pages[t][k]);
     }
   }
+  w.Family("pageowner_reserved_pages", "gauge",
+           "Pages that are not RAM on the machine mirrored (holes, memblock-reserved memory, "
+           "/proc/iomem gaps: record --kernel places them); counted in pageowner_allocated_pages "
+           "(order and migratetype as placed), never handed out, never owned.");
+  w.Sample("pageowner_reserved_pages", {}, s.reserved_pages);
   w.Family("pageowner_free_pages", "gauge",
            "Free pages by block order and free list (the pageblock's migratetype): free blocks "
            "times 2^order, as /proc/pagetypeinfo counts them.");

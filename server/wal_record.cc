@@ -19,9 +19,10 @@ constexpr uint32_t kNoStack = 0xffffffffu;
 constexpr uint8_t kNoMigratetype = 0xff;
 
 enum Kind : uint8_t { kAlloc = 0, kFree = 1, kMigrate = 2, kImport = 3 };
-// An event's flags word: AllocEvent/FreeEvent::trusted and AllocEvent::early.
+// An event's flags word: AllocEvent/FreeEvent::trusted, AllocEvent::early and ::reserved.
 constexpr uint32_t kWalTrusted = 1;
 constexpr uint32_t kWalEarly = 2;
+constexpr uint32_t kWalReserved = 4;
 
 template <typename T>
 void Put(std::string* out, T v) {
@@ -126,7 +127,8 @@ void AppendBatchRecord(uint64_t seq, absl::Span<const Event> events,
           using T = std::decay_t<decltype(e)>;
           if constexpr (std::is_same_v<T, AllocEvent>) {
             Put<uint8_t>(&body, kAlloc);
-            Put<uint32_t>(&body, (e.trusted ? kWalTrusted : 0u) | (e.early ? kWalEarly : 0u));
+            Put<uint32_t>(&body, (e.trusted ? kWalTrusted : 0u) | (e.early ? kWalEarly : 0u) |
+                                     (e.reserved ? kWalReserved : 0u));
             Put<uint32_t>(&body, e.order.raw());
             Put<uint32_t>(&body, e.gfp_mask);
             Put<uint32_t>(&body, stacks.Index(e.frames));
@@ -299,6 +301,7 @@ absl::Status DecodeRecord(std::string_view payload, WalRecord* out) {
         if (has_pfn) e.pfn = Pfn(pfn);
         e.trusted = (flags & kWalTrusted) != 0;
         e.early = (flags & kWalEarly) != 0;
+        e.reserved = (flags & kWalReserved) != 0;
         out->events.emplace_back(e);
         break;
       }

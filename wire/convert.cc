@@ -122,6 +122,7 @@ void ToProto(const PageOwner& p, v1::PageRecord* out) {
   out->set_free_tgid(p.free_tgid);
   out->set_owner(p.owner);
   out->set_allocated(p.allocated);
+  out->set_reserved(p.reserved);
   out->set_pageblock_migratetype(ToProto(p.pageblock_migratetype));
   out->set_page_flags(p.page_flags);
   if (p.extras != nullptr) ToProto(*p.extras, out->mutable_printed());
@@ -145,6 +146,7 @@ PageOwner FromProto(const v1::PageRecord& r, PrintedExtras* storage) {
   p.free_tgid = r.free_tgid();
   p.owner = r.owner();
   p.allocated = r.allocated();
+  p.reserved = r.reserved();
   p.pageblock_migratetype = static_cast<MigrateType>(r.pageblock_migratetype());
   p.page_flags = r.page_flags();
   if (r.has_printed()) {
@@ -253,6 +255,7 @@ void MachineStatsToProto(const Machine& m, v1::Stats* r) {
   r->set_free_pages(a.free_pages().raw());
   r->set_allocated_pages(a.allocated_pages().raw());
   r->set_tracked_pages(m.tracked_pages().raw());
+  r->set_reserved_pages(m.reserved_pages().raw());
   r->set_tracking(m.tracking());
   for (unsigned order = 0; order <= static_cast<unsigned>(kMaxOrder); ++order) {
     r->add_free_blocks_unmovable(a.FreeBlockCount(Order(order), MigrateType::kUnmovable));

@@ -183,7 +183,7 @@ TEST_F(IngestStreamTest, BadEventsFailAlone) {
       .Alloc(0, 0)                                                // no stack
       .Migrate(4, v1::MIGRATE_REASON_NONE)                        // no reason
       .Event(v1::EVENT_KIND_MIGRATE, 0, 4, 0, 0, 0, 0, 0, 11, 0)  // unknown reason
-      .Event(v1::EVENT_KIND_ALLOC, 0, 0, 0, 0, 1, 0, 0, 0, 16)    // unknown flag
+      .Event(v1::EVENT_KIND_ALLOC, 0, 0, 0, 0, 1, 0, 0, 0, 32)    // unknown flag
       .Alloc(0, 1);
   ASSERT_TRUE(stream_.Prepare(b.batch(), &out_).ok());
   ASSERT_EQ(out_.prechecked.size(), 5u);
@@ -237,6 +237,32 @@ TEST_F(IngestStreamTest, TrustedAndEarlyFlagsReachTheMachine) {
   EXPECT_EQ(machine.counters().split_blocks, 2u);
   EXPECT_EQ(machine.counters().repaired_frees, 1u);
   EXPECT_EQ(machine.counters().ignored_frees, 1u);
+}
+
+TEST_F(IngestStreamTest, ReservedFlagReachesTheMachine) {
+  BatchBuilder b;
+  const uint32_t at = v1::EVENT_FLAG_AT_PFN;
+  const uint32_t reserved = v1::EVENT_FLAG_RESERVED;
+  b.Event(v1::EVENT_KIND_ALLOC, 4, 256, 0, 0, 0, 0, 9, 0, at | reserved)
+      .Event(v1::EVENT_KIND_ALLOC, 0, 0, 0, 0, 0, 0, 0, 0, reserved)  // needs AT_PFN
+      .Event(v1::EVENT_KIND_ALLOC, 0, 512, 0, 0, 0, 0, 0, 0, at | reserved | v1::EVENT_FLAG_EARLY);
+  ASSERT_TRUE(stream_.Prepare(b.batch(), &out_).ok());
+  ASSERT_EQ(out_.events.size(), 3u);
+  for (const absl::Status& s : out_.prechecked) EXPECT_TRUE(s.ok()) << s;
+  const AllocEvent& e0 = std::get<AllocEvent>(out_.events[0]);
+  EXPECT_TRUE(e0.reserved);
+  EXPECT_FALSE(e0.trusted);
+  EXPECT_EQ(e0.pfn, Pfn(256));
+
+  MachineOptions options;
+  options.pages = PageCount(4096);
+  Machine machine(options);
+  const EventResult r = machine.Apply(out_.events[0]);
+  EXPECT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(machine.reserved_pages().raw(), 16u);
+  EXPECT_EQ(machine.Apply(out_.events[1]).status.message(), "a reserved block needs a pfn");
+  EXPECT_EQ(machine.Apply(out_.events[2]).status.message(),
+            "a block cannot be both early and reserved");
 }
 
 TEST_F(IngestStreamTest, DefinitionsLastAcrossBatchesAndSurviveRedefinition) {

@@ -53,6 +53,8 @@ TEST(MetricsTest, MetricsCountRpcsAndEvents) {
   auto stub = v1::PageOwner::NewStub(testing::Channel(server->bound_port()));
   BatchBuilder b(1);
   b.Stack(1, std::vector<uint64_t>{0xffffffff81000010ULL}).Alloc(0, 1).Alloc(1, 1).Free(12345, 0);
+  b.Event(v1::EVENT_KIND_ALLOC, 3, 8192, 0, 0, 0, 0, 0, 0,
+          v1::EVENT_FLAG_AT_PFN | v1::EVENT_FLAG_RESERVED);
   testing::IngestOne(stub.get(), b.batch());
   grpc::ClientContext context;
   v1::Stack stack;
@@ -67,7 +69,9 @@ TEST(MetricsTest, MetricsCountRpcsAndEvents) {
   EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
   const std::string& text = r->body;
   for (const char* line : {
-           "pageowner_events_total{kind=\"alloc\",code=\"OK\"} 2\n",
+           "pageowner_events_total{kind=\"alloc\",code=\"OK\"} 3\n",
+           "pageowner_reserved_pages 8\n",
+           "pageowner_allocated_pages{order=\"3\",migratetype=\"Unmovable\"} 8\n",
            "pageowner_events_total{kind=\"free\",code=\"FAILED_PRECONDITION\"} 1\n",
            "pageowner_events_total{kind=\"free\",code=\"OK\"} 0\n",
            "pageowner_ingest_batches_total{result=\"ok\"} 1\n",

@@ -85,6 +85,9 @@ class WalTest : public ::testing::Test {
       b.Free(8192 + 16 * i, 2, 1, 1, ts0 + 10 * i + 3);
       b.AllocAt(8192 + 16 * i, 1, 1, 1, ts0 + 10 * i + 4);
       b.Migrate(8192 + 16 * i, v1::MIGRATE_REASON_COMPACTION, 2, 1, ts0 + 10 * i + 5);
+      // Not RAM on the mirrored machine: its flag must come back from the log.
+      b.Event(v1::EVENT_KIND_ALLOC, 1, 12288 + 2 * (ts0 / 100000) + 8 * i, 0, 0, 0, 0,
+              ts0 + 10 * i + 6, 0, v1::EVENT_FLAG_AT_PFN | v1::EVENT_FLAG_RESERVED);
       const v1::BatchResult r = testing::IngestOne(stub, b.batch());
       EXPECT_EQ(r.code(), testing::kOk);
     }
@@ -128,6 +131,10 @@ TEST_F(WalTest, RestartServesTheSameState) {
   EXPECT_EQ(server->recovery()->truncated_tails, 0u);
   auto stub = v1::PageOwner::NewStub(testing::Channel(server->bound_port()));
   EXPECT_EQ(State(stub.get()), before);
+  grpc::ClientContext stats_context;
+  v1::Stats stats;
+  ASSERT_TRUE(stub->GetStats(&stats_context, v1::GetStatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.reserved_pages(), 43u * 2);  // one order-1 reserved block a batch
   // And it goes on from there.
   Feed(stub.get(), 2, 200000);
 }
