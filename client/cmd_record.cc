@@ -91,6 +91,10 @@ void PrintSummary(const client::KernelRecordSummary& s, Io io) {
          << ", repaired frees " << s.repaired_frees << ", frees of free pages " << s.ignored_frees
          << ", blocks split " << s.split_blocks << "; out of time order " << s.late
          << ", no call chain " << s.no_chain << "\n";
+  io.out << "record: reserved " << s.gap_pages + s.not_ram_pages << " pages that are not RAM ("
+         << s.gap_pages << " outside /proc/iomem's System RAM, " << s.not_ram_pages
+         << " KPF_NOPAGE or KPF_RESERVED) as " << s.reserved_blocks
+         << " blocks: never handed out, never owned\n";
   const double per_event = s.read > 0 ? s.cpu_seconds * 1e6 / static_cast<double>(s.read) : 0;
   io.out << "record: " << absl::StrFormat("%.1f", s.seconds) << " s, "
          << FormatRate(s.seconds > 0 ? static_cast<double>(s.read) / s.seconds : 0)

@@ -82,6 +82,23 @@ uint64_t KernelEventSender::Attach(const KpageScan& scan, uint64_t ts_ns) {
   return scan.in_use.size();
 }
 
+uint64_t KernelEventSender::Reserve(const std::vector<PfnRange>& ranges, uint64_t ts_ns) {
+  uint64_t blocks = 0;
+  for (const PfnRange& r : ranges) {
+    for (const AllocatedBlock& b : AlignedBlocks(r.first, r.count.raw())) {
+      AllocSpec spec;  // no stack, no task, mask 0
+      spec.order = b.order;
+      spec.ts_ns = ts_ns;
+      spec.pfn = b.head;
+      spec.trusted = true;
+      spec.reserved = true;
+      session_->Alloc(spec);
+      ++blocks;
+    }
+  }
+  return blocks;
+}
+
 void KernelEventSender::Send(const KernelPageEvent& e) {
   const StackId stack = Stack(e.ips);
   // page_owner keeps current->pid (the thread) and current->tgid.
@@ -175,6 +192,11 @@ absl::StatusOr<KernelRecordSummary> RecordKernel(Client& client, const KernelRec
   };
   std::unique_ptr<Session> session = client.StartSession(std::move(session_options));
   KernelEventSender sender(session.get(), &*kallsyms);
+  // Holes are never handed out (the daemon mirrors the machine's shape): what /proc/iomem does
+  // not call System RAM, up to the daemon's last page.
+  const std::vector<PfnRange> gaps = RamGaps(*ram, PageCount(before->total_pages()));
+  summary.reserved_blocks = sender.Reserve(gaps, MonotonicNs());
+  for (const PfnRange& g : gaps) summary.gap_pages += g.count.raw();
 
   // The reader: drains the rings into `incoming` and never waits for the daemon.
   absl::Mutex mu;
@@ -207,6 +229,8 @@ absl::StatusOr<KernelRecordSummary> RecordKernel(Client& client, const KernelRec
       stop_reader();
       return scan.status();
     }
+    summary.reserved_blocks += sender.Reserve(scan->not_ram, MonotonicNs());
+    summary.not_ram_pages = scan->not_ram_pages;
     summary.attach_blocks = sender.Attach(*scan, MonotonicNs());
     summary.attach_pages = scan->in_use_pages;
     err << "record: attached " << summary.attach_blocks << " blocks in use (" << scan->in_use_pages

@@ -56,6 +56,10 @@ class KernelEventSender {
   // Returns the blocks sent.
   uint64_t Attach(const KpageScan& scan, uint64_t ts_ns);
 
+  // Sends `ranges` (pages that are not RAM) as trusted reserved allocations, each cut into
+  // aligned blocks. Returns the blocks sent.
+  uint64_t Reserve(const std::vector<PfnRange>& ranges, uint64_t ts_ns);
+
   // Sends one sample: kAlloc as an allocation, kFree and kFreeBatched (order 0) as frees. A
   // sample without a call chain gets the one frame "[no call chain]" (the daemon needs a frame
   // for an allocation); they are counted.
@@ -134,6 +138,9 @@ struct KernelRecordSummary {
   uint64_t read = 0;  // page samples the recorder delivered
   uint64_t sent = 0;  // of them sent (every one)
   uint64_t attach_blocks = 0, attach_pages = 0;
+  // Not RAM, sent as reserved blocks: the gaps of /proc/iomem's System RAM up to the daemon's
+  // end, and (with attach) the KPF_NOPAGE/KPF_RESERVED pages inside RAM.
+  uint64_t reserved_blocks = 0, gap_pages = 0, not_ram_pages = 0;
   std::map<absl::StatusCode, uint64_t> codes;  // results of every event, attach's included
   std::vector<std::string> first_errors;       // "CODE: message" of the first few failures
   PerfRecorderStats perf;
@@ -155,7 +162,8 @@ struct KernelRecordSummary {
 // Makes a running RecordKernel stop soon. Async-signal-safe (for SIGINT/SIGTERM handlers).
 void RequestKernelRecordStop();
 
-// The whole recording: GetStats and the size check, kallsyms, the perf events (opened and
+// The whole recording: GetStats and the size check, kallsyms, the pages that are not RAM (the
+// iomem gaps, then kpageflags' with attach) as reserved blocks, the perf events (opened and
 // enabled before attach scans /proc/kpageflags, so that nothing between the two is missed;
 // what the scan and the samples both saw, the trusted rules reconcile), attach, then samples in
 // time order until `duration` or RequestKernelRecordStop, then the rest. Progress and notes go

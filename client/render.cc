@@ -83,8 +83,13 @@ std::string RenderPage(const v1::GetPageResponse& resp, const v1::Stack& alloc_s
   if (p.owner && p.allocated && p.handle.valid()) {
     AppendPageOwnerBlock(p, alloc.ips, symbols, DumpFormat::kToday, &out);
   } else {
+    if (p.reserved) {
+      absl::StrAppend(&out, "PFN 0x", absl::Hex(p.pfn.raw()),
+                      " is reserved: not RAM on the machine recorded (a hole, memblock-reserved "
+                      "memory or not System RAM); never handed out, never owned\n");
+    }
     const wire::ReceivedStack freed = wire::FromProto(resp.free_stack(), &symbols);
-    out = DumpPageOwnerText(p, alloc.ips, freed.ips, symbols);
+    out += DumpPageOwnerText(p, alloc.ips, freed.ips, symbols);
   }
   return out;
 }

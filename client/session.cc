@@ -420,7 +420,8 @@ uint64_t Session::Alloc(const AllocSpec& e) {
              Resolve(e.stack), Resolve(e.task), e.ts_ns, v1::MIGRATE_REASON_NONE,
              (e.pfn ? uint32_t{v1::EVENT_FLAG_AT_PFN} : 0u) |
                  (e.trusted ? uint32_t{v1::EVENT_FLAG_TRUSTED} : 0u) |
-                 (e.early ? uint32_t{v1::EVENT_FLAG_EARLY} : 0u));
+                 (e.early ? uint32_t{v1::EVENT_FLAG_EARLY} : 0u) |
+                 (e.reserved ? uint32_t{v1::EVENT_FLAG_RESERVED} : 0u));
 }
 
 uint64_t Session::Free(const FreeSpec& e) {

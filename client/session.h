@@ -125,6 +125,9 @@ struct AllocSpec {
   // EVENT_FLAG_EARLY: attach; the block at `pfn` (required) gets the early handle; `stack`,
   // `task` and `gfp_mask` may be left empty.
   bool early = false;
+  // EVENT_FLAG_RESERVED: the block at `pfn` (required) is not RAM on the machine mirrored; the
+  // daemon never hands it out. `stack`, `task` and `gfp_mask` may be left empty.
+  bool reserved = false;
 };
 
 // A free of the block headed by `pfn`; `order` must be the block's order (unless trusted).

@@ -1,5 +1,6 @@
 #include "core/iomem.h"
 
+#include <algorithm>
 #include <cassert>
 #include <charconv>
 
@@ -66,6 +67,21 @@ absl::StatusOr<std::vector<PfnRange>> ReadIomemSystemRam(const std::string& path
   if (!r.ok())
     return absl::Status(r.status().code(), absl::StrCat(path, ": ", r.status().message()));
   return r;
+}
+
+std::vector<PfnRange> RamGaps(const std::vector<PfnRange>& ram, PageCount total) {
+  std::vector<PfnRange> sorted = ram;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const PfnRange& a, const PfnRange& b) { return a.first < b.first; });
+  std::vector<PfnRange> gaps;
+  uint64_t next = 0;  // the first pfn not known to be RAM
+  for (const PfnRange& r : sorted) {
+    const uint64_t first = std::min(r.first.raw(), total.raw());
+    if (first > next) gaps.push_back(PfnRange{Pfn(next), PageCount(first - next)});
+    next = std::max(next, std::min(r.end().raw(), total.raw()));
+  }
+  if (total.raw() > next) gaps.push_back(PfnRange{Pfn(next), PageCount(total.raw() - next)});
+  return gaps;
 }
 
 Pfn HighestPfn(const std::vector<PfnRange>& ranges) {

@@ -35,6 +35,10 @@ absl::StatusOr<std::vector<PfnRange>> ParseIomemSystemRam(std::string_view text)
 // Reads and parses `path` (default /proc/iomem). Errors: the file's, then Parse's.
 absl::StatusOr<std::vector<PfnRange>> ReadIomemSystemRam(const std::string& path = "/proc/iomem");
 
+// The pages of [0, total) that no range of `ram` covers (holes between System RAM ranges and
+// everything past the last), in pfn order. `ram` may be in any order and may pass `total`.
+std::vector<PfnRange> RamGaps(const std::vector<PfnRange>& ram, PageCount total);
+
 // The highest pfn of `ranges` (the last page of the range that ends highest).
 // REQUIRES: !ranges.empty().
 Pfn HighestPfn(const std::vector<PfnRange>& ranges);

@@ -78,6 +78,11 @@ void KpageDecoder::Page(Pfn pfn, uint64_t flags, uint64_t count) {
   }
   if ((flags & kNotRam) != 0) {
     ++scan_.not_ram_pages;
+    if (!scan_.not_ram.empty() && scan_.not_ram.back().end() == pfn) {
+      scan_.not_ram.back().count = scan_.not_ram.back().count + PageCount(1);
+    } else {
+      scan_.not_ram.push_back(PfnRange{pfn, PageCount(1)});
+    }
     return;
   }
   if ((flags & kpf::Bit(kpf::kBuddy)) != 0) {
@@ -155,13 +160,19 @@ void KpageDecoder::CloseCompound() {
 }
 
 void KpageDecoder::EmitAligned(Pfn first, uint64_t pages) {
+  for (const AllocatedBlock& b : AlignedBlocks(first, pages)) scan_.in_use.push_back(b);
+  scan_.in_use_pages += pages;
+}
+
+std::vector<AllocatedBlock> AlignedBlocks(Pfn first, uint64_t pages) {
+  std::vector<AllocatedBlock> out;
   while (pages > 0) {
     const unsigned k = std::min(AlignmentOrder(first), FloorLog2(pages));
-    scan_.in_use.push_back(AllocatedBlock{first, Order(k)});
-    scan_.in_use_pages += uint64_t{1} << k;
+    out.push_back(AllocatedBlock{first, Order(k)});
     first = first + PageCount(uint64_t{1} << k);
     pages -= uint64_t{1} << k;
   }
+  return out;
 }
 
 KpageScan DecodeKpages(Pfn first, absl::Span<const uint64_t> flags,

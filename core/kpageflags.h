@@ -78,6 +78,8 @@ struct KpageScan {
   uint64_t in_use_pages = 0;
   uint64_t free_pages = 0;     // KPF_BUDDY pages (and inferred tails)
   uint64_t not_ram_pages = 0;  // KPF_NOPAGE or KPF_RESERVED
+  // Those pages as runs of consecutive pfns, in pfn order (what record --kernel reserves).
+  std::vector<PfnRange> not_ram;
   // In use but with no flag at all and count 0: per-cpu free list pages or flagless kernel
   // allocations; the decoding cannot tell them apart.
   uint64_t flagless_in_use_pages = 0;
@@ -128,6 +130,10 @@ class KpageDecoder {
   Pfn flagless_first_;
   uint64_t flagless_len_ = 0;
 };
+
+// The pages [first, first + pages) cut into the largest naturally aligned blocks of order at
+// most kMaxOrder, lowest pfn first (a free range's buddy blocks).
+std::vector<AllocatedBlock> AlignedBlocks(Pfn first, uint64_t pages);
 
 // Decodes in-memory arrays for the pfns [first, first + flags.size()).
 // REQUIRES: flags.size() == counts.size().

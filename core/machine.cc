@@ -215,6 +215,14 @@ bool Machine::RangeHasAllocated(Pfn head, Order order) const {
   return false;
 }
 
+bool Machine::RangeAllReserved(Pfn head, Order order) const {
+  const uint64_t end = head.raw() + order.pages().raw();
+  for (uint64_t q = head.raw(); q < end; ++q) {
+    if ((records_[q].actx & kReservedBit) == 0) return false;
+  }
+  return true;
+}
+
 Machine::RangeFreed Machine::FreeRange(Pfn head, Order order, std::optional<uint32_t> fctx,
                                        uint64_t ts_ns) {
   RangeFreed out;
@@ -369,6 +377,9 @@ absl::StatusOr<EventResult> Machine::Alloc(const AllocEvent& e) {
     if (e.trusted) {
       // T2: the Machine's picture of the range gives way; the event's own errors first.
       if (absl::Status s = CheckTrustedRange(*e.pfn, e.order); !s.ok()) return s;
+      if (e.reserved && RangeAllReserved(*e.pfn, e.order)) {  // said again: nothing to do
+        return EventResult{absl::OkStatus(), *e.pfn, StackHandle()};
+      }
       if (RangeHasAllocated(*e.pfn, e.order)) {
         std::optional<uint32_t> fctx;
         if (tracking_) fctx = free_contexts_.Intern(FreeContext{0, 0, 0});

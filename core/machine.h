@@ -260,7 +260,9 @@ struct MachineMemory {
 // T2) and each page is marked reserved, with no owner record: page_owner's init_pages_in_zone
 // skips PageReserved pages, so SetTracking(on) gives them no early handle and the dump never
 // lists them. Not counted in allocs; reserved_pages() counts them. A strict free or migration
-// of a reserved page is refused (kFailedPrecondition); a trusted allocation or free over one
+// of a reserved page is refused (kFailedPrecondition); a trusted reserved allocation over pages
+// that are all reserved already is OK and changes nothing (a second recording of the same
+// machine says its holes again); a trusted allocation or free over one
 // is a fact of the real machine (the kernel freed reserved memory into the buddy allocator, as
 // free_reserved_area does): the range stops being reserved and the event applies as T2/T5.
 //
@@ -474,6 +476,8 @@ class Machine {
   absl::Status CheckTrustedRange(Pfn pfn, Order order) const;
   // Whether any page of the range is allocated. REQUIRES as FreeRange.
   bool RangeHasAllocated(Pfn head, Order order) const;
+  // Whether every page of the range is reserved. REQUIRES as FreeRange.
+  bool RangeAllReserved(Pfn head, Order order) const;
   // Clears the reserved mark of the pages [first, first + n) that have it.
   void Unreserve(uint64_t first, uint64_t n);
   // Records order-0 early owners on the pages of the block at `head` (tracking on).

@@ -124,9 +124,30 @@ TEST(KernelRecordE2eTest, MirrorsTheLiveKernel) {
   EXPECT_GT(read, 1000u);
   EXPECT_GT(applied, read);  // the samples and attach's blocks
 
+  // Not RAM (what /proc/iomem does not call System RAM up to the daemon's end, and kpageflags'
+  // KPF_NOPAGE/KPF_RESERVED pages) is reserved: never handed out, never owned.
+  client::Client c(d.address());
+  absl::StatusOr<v1::Stats> stats = c.GetStats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  const std::vector<PfnRange> gaps = RamGaps(*ram, PageCount(stats->total_pages()));
+  uint64_t gap_pages = 0;
+  for (const PfnRange& g : gaps) gap_pages += g.count.raw();
+  ASSERT_FALSE(gaps.empty());  // x86's pfn 0 and PCI hole; any machine's partial pages
+  EXPECT_EQ(Number(r.out, "record: reserved [0-9]+ pages that are not RAM \\(([0-9]+) outside"),
+            gap_pages)
+      << r.out;
+  EXPECT_EQ(Number(r.out, "System RAM, ([0-9]+) KPF_NOPAGE or KPF_RESERVED"), scan->not_ram_pages)
+      << r.out;
+  EXPECT_EQ(stats->reserved_pages(), gap_pages + scan->not_ram_pages);
+  const Ran hole = RunProgram({Cli(), "--server=" + d.address(), "page",
+                               absl::StrCat("0x", absl::Hex(gaps[0].first.raw()))});
+  EXPECT_EQ(hole.code, 0) << hole.err;
+  EXPECT_TRUE(absl::StrContains(
+      hole.out, absl::StrCat("PFN 0x", absl::Hex(gaps[0].first.raw()), " is reserved: not RAM")))
+      << hole.out;
+
   // The daemon's view: every allocated block, and which were recorded (not early, not the
   // daemon's own depot pools).
-  client::Client c(d.address());
   std::vector<bool> daemon(pages, false);
   struct Block {
     uint64_t pfn, pages;

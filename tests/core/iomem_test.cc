@@ -27,6 +27,22 @@ TEST(IomemTest, RealMachine) {
   EXPECT_EQ(MemoryFlagValue(DaemonMemoryBytes(*r)), "25GiB");
 }
 
+TEST(IomemTest, RamGapsAreEverythingElseUpToTheDaemonsEnd) {
+  absl::StatusOr<std::vector<PfnRange>> r = ReadIomemSystemRam(DataPath("iomem_6.18.txt"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  // A 26 GiB daemon: pfn 0, the legacy hole 0x9f-0xff, the PCI hole below 4 GiB and past the
+  // end of RAM (25 GiB) up to 26 GiB.
+  EXPECT_EQ(RamGaps(*r, PageCount(0x680000)),
+            (std::vector<PfnRange>{{Pfn(0), PageCount(1)},
+                                   {Pfn(0x9f), PageCount(0x61)},
+                                   {Pfn(0xc0000), PageCount(0x100000 - 0xc0000)},
+                                   {Pfn(0x640000), PageCount(0x40000)}}));
+  // A daemon that ends inside RAM: nothing past its end; ranges in any order.
+  EXPECT_EQ(RamGaps({{Pfn(0x100), PageCount(0x100)}, {Pfn(0), PageCount(0x80)}}, PageCount(0x180)),
+            (std::vector<PfnRange>{{Pfn(0x80), PageCount(0x80)}}));
+  EXPECT_TRUE(RamGaps({{Pfn(0), PageCount(0x100)}}, PageCount(0x100)).empty());
+}
+
 TEST(IomemTest, RoundingAndUnits) {
   absl::StatusOr<std::vector<PfnRange>> r = ParseIomemSystemRam(
       "00000800-00001fff : System RAM\n"  // pages 1 only (0x800 rounds up to pfn 1)

@@ -52,6 +52,7 @@ void ExpectSame(const KpageScan& a, const KpageScan& b) {
   EXPECT_EQ(a.in_use_pages, b.in_use_pages);
   EXPECT_EQ(a.free_pages, b.free_pages);
   EXPECT_EQ(a.not_ram_pages, b.not_ram_pages);
+  EXPECT_EQ(a.not_ram, b.not_ram);
   EXPECT_EQ(a.flagless_in_use_pages, b.flagless_in_use_pages);
   EXPECT_EQ(a.compound_blocks_split, b.compound_blocks_split);
   EXPECT_EQ(a.flagless_free_pages, b.flagless_free_pages);
@@ -98,11 +99,34 @@ TEST(KpageflagsTest, ModernKernel) {
   EXPECT_EQ(s.in_use_pages, 18u);
   EXPECT_EQ(s.free_pages, 4u);
   EXPECT_EQ(s.not_ram_pages, 2u);
+  EXPECT_EQ(s.not_ram, (std::vector<PfnRange>{{Pfn(0x200), PageCount(2)}}));  // one run
   EXPECT_EQ(s.flagless_in_use_pages, 1u);
   EXPECT_EQ(s.compound_blocks_split, 3u);
   EXPECT_EQ(s.in_use_pages + s.free_pages + s.not_ram_pages, kModern.size());
   // The same in chunks of 1, 3 and 7 pages: state carries across Feed calls.
   for (size_t chunk : {1, 3, 7}) ExpectSame(Decode(Pfn(0x200), kModern, {}, chunk), s);
+}
+
+TEST(KpageflagsTest, NotRamRunsAndAlignedBlocks) {
+  const uint64_t hole = Bit(kpf::kNoPage), reserved = Bit(kpf::kReserved);
+  const KpageScan s = Decode(Pfn(0x3fe), {{hole, 0},
+                                          {reserved, 1},
+                                          {reserved, 0},  // 0x3fe-0x400: one run of 3
+                                          {kLru, 1},
+                                          {hole, 0},  // 0x402: a run of 1
+                                          {kBuddy, 0},
+                                          {reserved, 0},
+                                          {hole, 0}});  // 0x404-0x405
+  EXPECT_EQ(s.not_ram, (std::vector<PfnRange>{{Pfn(0x3fe), PageCount(3)},
+                                              {Pfn(0x402), PageCount(1)},
+                                              {Pfn(0x404), PageCount(2)}}));
+  EXPECT_EQ(s.not_ram_pages, 6u);
+  // A run is handed to the daemon as the largest aligned blocks, lowest first.
+  EXPECT_EQ(AlignedBlocks(Pfn(0x3fe), 3), Blocks({{0x3fe, 1}, {0x400, 0}}));
+  EXPECT_EQ(AlignedBlocks(Pfn(0x0), 0x1003),
+            Blocks({{0x0, 10}, {0x400, 10}, {0x800, 10}, {0xc00, 10}, {0x1000, 1}, {0x1002, 0}}));
+  EXPECT_EQ(AlignedBlocks(Pfn(0x9f), 0x61), Blocks({{0x9f, 0}, {0xa0, 5}, {0xc0, 6}}));
+  EXPECT_TRUE(AlignedBlocks(Pfn(5), 0).empty());
 }
 
 TEST(KpageflagsTest, CompoundAtRangeEndAndSeveralRanges) {

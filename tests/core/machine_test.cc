@@ -906,6 +906,14 @@ TEST(MachineReservedTest, TrustedEventsOverReservedPagesMakeThemRam) {
   ASSERT_TRUE(
       m.Alloc({.order = Order(3), .pfn = Pfn(0x1000), .trusted = true, .reserved = true}).ok());
   EXPECT_EQ(m.counters().implied_frees, 1u);
+  EXPECT_EQ(m.counters().repaired_allocs, 1u);
+  // Said again (a second recording of the machine), trusted: nothing changes, nothing counted.
+  EXPECT_EQ(
+      m.Alloc({.order = Order(2), .pfn = Pfn(0x1004), .trusted = true, .reserved = true})->pfn,
+      Pfn(0x1004));
+  EXPECT_EQ(m.counters().repaired_allocs, 1u);
+  EXPECT_EQ(m.counters().implied_frees, 1u);
+  EXPECT_EQ(BlockAt(m, 0x1004), B(0x1000, 3));
   EXPECT_EQ(m.depot().Usage(ha).pages, 0);
   EXPECT_EQ(m.reserved_pages().raw(), 8u);
   ExpectInvariants(m);
