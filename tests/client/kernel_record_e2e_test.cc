@@ -48,14 +48,21 @@ using testing::Ran;
 using testing::RunProgram;
 
 constexpr char kWorkFile[] = "/tmp/kernel_record_e2e_test.dat";
+constexpr char kKeptFile[] = "/tmp/kernel_record_e2e_test.kept";
 
 std::string Cli() { return PAGEOWNER_CLI; }
 
 // dd through the page cache, a few forks and execs, a file written and deleted: from a second
-// after the start (attach has scanned) until `until`, two seconds before recording ends, so that
-// the kernel is quiet when the two views are compared.
+// after the start until `until`, two seconds before recording ends, so that the kernel is quiet
+// when the two views are compared. The first file is kept (the test removes it once the
+// recording is over), so that dd's page cache blocks are still allocated when the daemon is
+// asked for one; it is written first, so that it is inside the recording even on a machine so
+// busy that the loop's last round runs past its end. (Pages allocated before attach's scan are
+// fine too: samples are applied after attach's blocks.)
 void Workload(absl::Time until) {
   absl::SleepFor(absl::Seconds(1));
+  std::system(
+      absl::StrCat("dd if=/dev/zero of=", kKeptFile, " bs=1M count=16 2>/dev/null").c_str());
   while (absl::Now() < until) {
     std::system(absl::StrCat("dd if=/dev/zero of=", kWorkFile,
                              " bs=1M count=64 2>/dev/null; sh -c 'ls /proc >/dev/null; "
@@ -64,11 +71,6 @@ void Workload(absl::Time until) {
                     .c_str());
     absl::SleepFor(absl::Milliseconds(200));
   }
-  // The last file stays (the test removes it once the recording is over), so that dd's page
-  // cache blocks are still allocated when the daemon is asked for one: every file above was
-  // removed while the recorder watched, and its blocks freed with it.
-  std::system(
-      absl::StrCat("dd if=/dev/zero of=", kWorkFile, " bs=1M count=16 2>/dev/null").c_str());
 }
 
 uint64_t Number(const std::string& text, const std::string& pattern) {
@@ -113,6 +115,7 @@ TEST(KernelRecordE2eTest, MirrorsTheLiveKernel) {
   absl::StatusOr<KpageScan> scan = ReadKpages(*ram);
   work.join();
   std::remove(kWorkFile);
+  std::remove(kKeptFile);
   if (r.code == 2 && absl::StrContains(r.err, "perf_event_open")) GTEST_SKIP() << r.err;
   ASSERT_EQ(r.code, 0) << r.out << r.err << "pageownerd: " << d.log_after_startup();
   ASSERT_TRUE(scan.ok()) << scan.status();
