@@ -40,6 +40,7 @@ constexpr AccessRule kGrpcRules[] = {
 // needs admin.
 constexpr AccessRule kHttpRules[] = {
     {"/healthz", Access::kOpen},
+    {"/readyz", Access::kOpen},
     {"/metrics", Access::kReader},
     // The heap profile, the web page and its data (server/viz_http.h).
     {"/debug/pprof/heap", Access::kReader},

@@ -251,6 +251,10 @@ class PageOwnerService::IngestReactor final
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PageOwnerService::Ingest(
     grpc::CallbackServerContext* /*context*/) {
+  if (recovering()) {
+    return new FinishedReactor<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
+        wire::ToGrpcStatus(RecoveringStatus()));
+  }
   absl::MutexLock lock(&mu_);
   if (draining_) {
     return new FinishedReactor<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(

@@ -123,6 +123,10 @@ class PageOwnerService::ListPagesReactor final
 
 grpc::ServerWriteReactor<v1::ListPagesResponse>* PageOwnerService::ListPages(
     grpc::CallbackServerContext* /*context*/, const v1::ListPagesRequest* request) {
+  if (recovering()) {
+    return new FinishedReactor<grpc::ServerWriteReactor<v1::ListPagesResponse>>(
+        wire::ToGrpcStatus(RecoveringStatus()));
+  }
   ListPagesReactor* reactor;
   {
     absl::MutexLock lock(&mu_);

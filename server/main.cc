@@ -44,9 +44,10 @@ ABSL_FLAG(uint64_t, max_stream_definition_bytes,
 ABSL_FLAG(std::string, max_grpc_memory, "1GiB",
           "Memory gRPC may use for all calls' buffers together (a gRPC ResourceQuota), with a KiB, "
           "MiB or GiB suffix; at least 64MiB.");
-ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
-          "Address to serve Prometheus metrics (/metrics) and /healthz on over http, host:port "
-          "(port 0 picks a free port; the chosen address is printed on stderr), or none.");
+ABSL_FLAG(
+    std::string, metrics_listen, "127.0.0.1:9464",
+    "Address to serve Prometheus metrics (/metrics), /healthz and /readyz on over http, host:port "
+    "(port 0 picks a free port; the chosen address is printed on stderr), or none.");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate (then any intermediates) to serve gRPC and http over TLS 1.2+ with; "
           "needs --tls_key. Re-read when the file changes (within a second) and on SIGHUP.");
@@ -161,19 +162,27 @@ int main(int argc, char** argv) {
   // A log write past RLIMIT_FSIZE must fail with EFBIG (and be answered UNAVAILABLE), not kill us.
   signal(SIGXFSZ, SIG_IGN);
   srv::InitFailpoints();
-  absl::StatusOr<std::unique_ptr<srv::Server>> server = srv::Server::Create(*options);
+  // The ports open first: while a big data dir is recovered (seconds to a minute), probes see a
+  // live daemon (/healthz 200 "recovering", /readyz 503, gRPC health NOT_SERVING) and every rpc
+  // is answered UNAVAILABLE saying why, instead of a refused connection.
+  absl::StatusOr<std::unique_ptr<srv::Server>> server = srv::Server::Open(*options);
   if (!server.ok()) {
     std::fprintf(stderr, "pageownerd: %s\n", std::string(server.status().message()).c_str());
     return 1;
   }
-  std::fprintf(stderr, "pageownerd: listening on %s (memory %llu pages)\n",
+  std::fprintf(stderr, "pageownerd: listening on %s (memory %llu pages)%s\n",
                (*server)->listening_address().c_str(),
-               static_cast<unsigned long long>(options->machine.pages.raw()));
+               static_cast<unsigned long long>(options->machine.pages.raw()),
+               options->wal.has_value() ? "; recovering its state first" : "");
   if ((*server)->metrics_port() != 0) {
     const std::string& address = options->metrics_listen_address;
     std::fprintf(stderr, "pageownerd: metrics on %s://%s:%d/metrics\n",
                  options->tls.enabled() ? "https" : "http",
                  address.substr(0, address.rfind(':')).c_str(), (*server)->metrics_port());
+  }
+  if (absl::Status s = (*server)->Recover(); !s.ok()) {
+    std::fprintf(stderr, "pageownerd: %s\n", std::string(s.message()).c_str());
+    return 1;
   }
   // After the listening line, which tests and tools read first.
   if (const auto& recovery = (*server)->recovery(); recovery.has_value()) {

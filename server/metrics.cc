@@ -464,8 +464,8 @@ std::string MetricsExporter::Render() const {
 
   rpcs_->AppendTo(&out);
   if (auth_ != nullptr) auth_->AppendTo(&out);
-  if (wal_ != nullptr) wal_->AppendTo(&out);
-  if (snapshots_ != nullptr) snapshots_->AppendTo(&out);
+  if (const WalMetrics* wal = wal_.load(std::memory_order_acquire)) wal->AppendTo(&out);
+  if (const SnapshotMetrics* s = snapshots_.load(std::memory_order_acquire)) s->AppendTo(&out);
 
   w.Family("pageowner_build_info", "gauge",
            "Always 1; the labels say what this build is (pageownerd --version).");
@@ -556,8 +556,8 @@ MetricsHttpServer::MetricsHttpServer(std::unique_ptr<Impl> impl, int port)
 MetricsHttpServer::~MetricsHttpServer() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& address, const MetricsExporter* exporter, std::function<bool()> serving,
-    HttpSecurity security, std::vector<HttpRoute> routes) {
+    const std::string& address, const MetricsExporter* exporter,
+    std::function<HealthState()> health, HttpSecurity security, std::vector<HttpRoute> routes) {
   absl::StatusOr<std::pair<std::string, int>> host_port = SplitHostPort(address);
   if (!host_port.ok()) return host_port.status();
   auto impl = std::make_unique<Impl>();
@@ -585,12 +585,21 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   http.Get("/metrics", [exporter](const httplib::Request&, httplib::Response& res) {
     res.set_content(exporter->Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  http.Get("/healthz",
-           [serving = std::move(serving)](const httplib::Request&, httplib::Response& res) {
-             const bool ok = serving();
-             res.status = ok ? 200 : 503;
-             res.set_content(ok ? "ok\n" : "draining\n", "text/plain; charset=utf-8");
-           });
+  const auto health_text = [](HealthState s) {
+    return s == HealthState::kServing      ? "ok\n"
+           : s == HealthState::kRecovering ? "recovering\n"
+                                           : "draining\n";
+  };
+  http.Get("/healthz", [health, health_text](const httplib::Request&, httplib::Response& res) {
+    const HealthState s = health();
+    res.status = s == HealthState::kDraining ? 503 : 200;
+    res.set_content(health_text(s), "text/plain; charset=utf-8");
+  });
+  http.Get("/readyz", [health, health_text](const httplib::Request&, httplib::Response& res) {
+    const HealthState s = health();
+    res.status = s == HealthState::kServing ? 200 : 503;
+    res.set_content(health_text(s), "text/plain; charset=utf-8");
+  });
   // More GET paths (the pprof profile, the web page and its data: server/viz_http.h).
   for (HttpRoute& route : routes) {
     http.Get(

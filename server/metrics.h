@@ -96,9 +96,11 @@ class MetricsExporter {
   // The whole exposition, in the text format 0.0.4.
   std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
   // Adds the write-ahead log's families (--data_dir); before serving. `wal` outlives this.
-  void AttachWal(const WalMetrics* wal) { wal_ = wal; }
+  void AttachWal(const WalMetrics* wal) { wal_.store(wal, std::memory_order_release); }
   // The pageowner_snapshot_* families (server/snapshotter.h); before serving.
-  void AttachSnapshots(const SnapshotMetrics* snapshots) { snapshots_ = snapshots; }
+  void AttachSnapshots(const SnapshotMetrics* snapshots) {
+    snapshots_.store(snapshots, std::memory_order_release);
+  }
 
  private:
   void RefreshMixedBlocks() ABSL_LOCKS_EXCLUDED(mu_);
@@ -108,8 +110,9 @@ class MetricsExporter {
   const RpcMetrics* const rpcs_;
   const AuthAudit* const auth_;
   const double start_time_seconds_;
-  const WalMetrics* wal_ = nullptr;
-  const SnapshotMetrics* snapshots_ = nullptr;
+  // Attached after recovery, while scrapes may run.
+  std::atomic<const WalMetrics*> wal_{nullptr};
+  std::atomic<const SnapshotMetrics*> snapshots_{nullptr};
 
   mutable absl::Mutex mu_;
   std::array<uint64_t, kNumMigrateTypes> mixed_blocks_ ABSL_GUARDED_BY(mu_){};
@@ -126,9 +129,18 @@ struct HttpSecurity {
   HttpTls* tls = nullptr;              // null: plain http
 };
 
+// What the daemon is doing, for the health endpoints.
+enum class HealthState {
+  kRecovering,  // loading its state from --data_dir: alive, not ready
+  kServing,
+  kDraining,  // shutting down
+};
+
 // The http endpoint: GET /metrics (the exporter's text, Content-Type
-// "text/plain; version=0.0.4; charset=utf-8") and GET /healthz (200 "ok" while `serving()`
-// is true, 503 "draining" after). Built on Debian's cpp-httplib, with a few threads.
+// "text/plain; version=0.0.4; charset=utf-8"), GET /healthz (liveness: 200 "ok" while
+// serving, 200 "recovering" while recovering, 503 "draining" after) and GET /readyz
+// (readiness: 200 "ok" only while serving; 503 "recovering" or "draining"). Built on Debian's
+// cpp-httplib, with a few threads.
 //
 // Thread-safety: port() from any thread; Stop (or the destructor) once.
 class MetricsHttpServer {
@@ -138,8 +150,9 @@ class MetricsHttpServer {
   // listen.
   // `security`'s pointees must outlive this object.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
-      const std::string& address, const MetricsExporter* exporter, std::function<bool()> serving,
-      HttpSecurity security = {}, std::vector<HttpRoute> routes = {});
+      const std::string& address, const MetricsExporter* exporter,
+      std::function<HealthState()> health, HttpSecurity security = {},
+      std::vector<HttpRoute> routes = {});
   // Stop()s.
   ~MetricsHttpServer();
   MetricsHttpServer(const MetricsHttpServer&) = delete;

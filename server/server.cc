@@ -96,7 +96,7 @@ struct Server::Impl {
   std::unique_ptr<MetricsExporter> exporter;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
-  std::atomic<bool> serving{true};  // /healthz
+  std::atomic<HealthState> health{HealthState::kServing};  // /healthz, /readyz
   std::unique_ptr<MetricsHttpServer> metrics_http;
 
   absl::Mutex mu;
@@ -105,27 +105,53 @@ struct Server::Impl {
 };
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
+  PO_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Open(options));
+  PO_RETURN_IF_ERROR(server->Recover());
+  return server;
+}
+
+absl::Status Server::Recover() {
+  Impl& impl = *impl_;
+  if (!impl.options.wal.has_value()) return absl::OkStatus();
+  // Nothing is served from a half-recovered machine: every rpc is refused until the end.
+  WalRecoveryReport report;
+  PO_ASSIGN_OR_RETURN(Recovered recovered,
+                      RecoverDataDir(*impl.options.wal, impl.options.machine, &report));
+  impl.machine.Replace(std::move(recovered.machine));
+  impl.wal = std::move(recovered.wal);
+  impl.service.AttachLog(impl.wal.get());
+  PageOwnerService* service = &impl.service;
+  impl.snapshotter = std::make_unique<Snapshotter>(
+      impl.options.wal->dir, impl.options.snapshot, impl.wal.get(), &impl.machine,
+      WalGeometry::Of(impl.options.machine),
+      [service](const std::function<void()>& fn) { service->RunOnWriter(fn); },
+      report.snapshot_seq);
+  impl.service.AttachSnapshotter(impl.snapshotter.get());
+  impl.recovery = std::move(report);
+  if (impl.exporter != nullptr) {
+    impl.exporter->AttachWal(&impl.wal->metrics());
+    impl.exporter->AttachSnapshots(&impl.snapshotter->metrics());
+  }
+  impl.service.EndRecovery();
+  HealthState recovering = HealthState::kRecovering;
+  if (impl.health.compare_exchange_strong(recovering, HealthState::kServing)) {
+    grpc::HealthCheckServiceInterface* health = impl.server->GetHealthCheckService();
+    health->SetServingStatus(v1::PageOwner::service_full_name(), true);
+    health->SetServingStatus(true);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Open(const ServerOptions& options) {
   PO_RETURN_IF_ERROR(Machine::ValidateOptions(options.machine));
   if (options.max_batch_events == 0) {
     return absl::InvalidArgumentError("max_batch_events must be at least 1");
   }
   auto impl = std::make_unique<Impl>(options);
-  if (options.wal.has_value()) {
-    // Replayed before the port opens: nothing is served from a half-recovered machine.
-    WalRecoveryReport report;
-    PO_ASSIGN_OR_RETURN(Recovered recovered,
-                        RecoverDataDir(*options.wal, options.machine, &report));
-    impl->machine.Replace(std::move(recovered.machine));
-    impl->wal = std::move(recovered.wal);
-    impl->service.AttachLog(impl->wal.get());
-    PageOwnerService* service = &impl->service;
-    impl->snapshotter = std::make_unique<Snapshotter>(
-        options.wal->dir, options.snapshot, impl->wal.get(), &impl->machine,
-        WalGeometry::Of(options.machine),
-        [service](const std::function<void()>& fn) { service->RunOnWriter(fn); },
-        report.snapshot_seq);
-    impl->service.AttachSnapshotter(impl->snapshotter.get());
-    impl->recovery = std::move(report);
+  const bool recovering = options.wal.has_value();
+  if (recovering) {
+    impl->service.BeginRecovery(options.wal->dir);
+    impl->health.store(HealthState::kRecovering);
   }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -168,10 +194,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     impl->exporter = std::make_unique<MetricsExporter>(
         &impl->machine, &impl->service.counters(), &impl->rpc_metrics,
         impl->tokens != nullptr ? &impl->audit : nullptr);
-    if (impl->wal != nullptr) impl->exporter->AttachWal(&impl->wal->metrics());
-    if (impl->snapshotter != nullptr) {
-      impl->exporter->AttachSnapshots(&impl->snapshotter->metrics());
-    }
     if (options.tls.enabled()) {
       absl::StatusOr<std::unique_ptr<HttpTls>> tls = HttpTls::Load(options.tls);
       if (!tls.ok()) {
@@ -183,7 +205,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     Impl* raw = impl.get();
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http = MetricsHttpServer::Start(
         options.metrics_listen_address, impl->exporter.get(),
-        [raw] { return raw->serving.load(std::memory_order_relaxed); },
+        [raw] { return raw->health.load(std::memory_order_relaxed); },
         HttpSecurity{
             .tokens = impl->tokens.get(), .audit = &impl->audit, .tls = impl->http_tls.get()},
         VizRoutes(&impl->machine));
@@ -193,10 +215,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     }
     impl->metrics_http = std::move(*http);
   }
-  // Health answers for the whole server ("") and for our service by name.
+  // Health answers for the whole server ("") and for our service by name: NOT_SERVING until
+  // Recover with a data dir.
   grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService();
-  health->SetServingStatus(v1::PageOwner::service_full_name(), true);
-  health->SetServingStatus(true);
+  health->SetServingStatus(v1::PageOwner::service_full_name(), !recovering);
+  health->SetServingStatus(!recovering);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -238,7 +261,7 @@ void Server::Shutdown() {
     }
     impl_->shutdown_started = true;
   }
-  impl_->serving.store(false, std::memory_order_relaxed);
+  impl_->health.store(HealthState::kDraining, std::memory_order_relaxed);
   // NOT_SERVING for every service name, and no later change.
   impl_->server->GetHealthCheckService()->Shutdown();
   impl_->service.BeginDrain();

@@ -48,9 +48,19 @@ struct ServerOptions {
 // different ones (a signal thread and main).
 class Server {
  public:
-  // Builds the machine and starts serving. Errors: kInvalidArgument for bad options,
-  // kUnavailable when the address (or the metrics address) cannot be listened on.
+  // Builds the machine and starts serving: Open, then Recover. Errors: Open's and Recover's.
   static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options);
+
+  // Builds the machine and opens the ports. With a data dir (options.wal) the server is then
+  // *recovering*: every rpc is answered UNAVAILABLE saying so, the gRPC health service says
+  // NOT_SERVING, /healthz 200 "recovering" (alive) and /readyz 503, until Recover. Without one
+  // it serves at once. Errors: kInvalidArgument for bad options, kUnavailable when the address
+  // (or the metrics address) cannot be listened on.
+  static absl::StatusOr<std::unique_ptr<Server>> Open(const ServerOptions& options);
+  // Loads the newest snapshot and replays the log after it (RecoverDataDir), then serves.
+  // OK at once without a data dir. Errors: RecoverDataDir's (the server then stays recovering
+  // until it is shut down). Call once, before Shutdown.
+  absl::Status Recover();
 
   // Shutdown()s and waits.
   ~Server();
@@ -68,7 +78,8 @@ class Server {
   // Takes a snapshot now (the Snapshot rpc's path). kFailedPrecondition without a data dir.
   absl::StatusOr<SnapshotResult> TakeSnapshot();
 
-  // Graceful shutdown: the health service turns NOT_SERVING and /healthz answers 503 (until the
+  // Graceful shutdown: the health service turns NOT_SERVING and /healthz and /readyz answer 503
+  // (until the
   // Server is destroyed, which stops the metrics endpoint); new Ingest and ListPages streams
   // are refused with UNAVAILABLE; open Ingest streams stop reading, answer the batches they have
   // read and end; then the gRPC server stops (calls still running after a grace period are

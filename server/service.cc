@@ -49,6 +49,17 @@ PageOwnerService::PageOwnerService(SharedMachine* machine, const ServiceOptions&
 
 PageOwnerService::~PageOwnerService() = default;
 
+void PageOwnerService::BeginRecovery(const std::string& data_dir) {
+  recovering_dir_ = data_dir;
+  recovering_.store(true, std::memory_order_release);
+}
+
+absl::Status PageOwnerService::RecoveringStatus() const {
+  return absl::UnavailableError(absl::StrCat("pageownerd is recovering its state from ",
+                                             recovering_dir_,
+                                             " (snapshot and log); retry when it is serving"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shutdown
 
@@ -79,6 +90,7 @@ bool PageOwnerService::AwaitDrained(absl::Time deadline) {
 grpc::ServerUnaryReactor* PageOwnerService::GetPage(grpc::CallbackServerContext* context,
                                                     const v1::GetPageRequest* request,
                                                     v1::GetPageResponse* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   return Reply(context, machine_->Read([&](const Machine& m) -> absl::Status {
     PO_ASSIGN_OR_RETURN(const PageReport report, QueryPage(m, Pfn(request->pfn())));
     wire::ToProto(report, m.symbols(), response);
@@ -89,6 +101,7 @@ grpc::ServerUnaryReactor* PageOwnerService::GetPage(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* PageOwnerService::GetStack(grpc::CallbackServerContext* context,
                                                      const v1::GetStackRequest* request,
                                                      v1::Stack* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   const StackHandle handle(request->handle());
   return Reply(context, machine_->Read([&](const Machine& m) -> absl::Status {
     if (!handle.valid() || !m.depot().Contains(handle)) {
@@ -103,6 +116,7 @@ grpc::ServerUnaryReactor* PageOwnerService::GetStack(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* PageOwnerService::ListStacks(grpc::CallbackServerContext* context,
                                                        const v1::ListStacksRequest* request,
                                                        v1::ListStacksResponse* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   const absl::StatusOr<StackOrder> order = wire::StackOrderFromProto(request->sort());
   if (!order.ok()) return Reply(context, order.status());
   // Usage values are copied under the lock and sorted outside it; frames stay valid for the
@@ -124,6 +138,7 @@ grpc::ServerUnaryReactor* PageOwnerService::ListStacks(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* PageOwnerService::GetStats(grpc::CallbackServerContext* context,
                                                      const v1::GetStatsRequest* /*request*/,
                                                      v1::Stats* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   machine_->Read([&](const Machine& m) { wire::MachineStatsToProto(m, response); });
   response->set_rejected(response->rejected() +
                          counters_.events_invalid.load(std::memory_order_relaxed));
@@ -137,6 +152,7 @@ grpc::ServerUnaryReactor* PageOwnerService::GetStats(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* PageOwnerService::Reset(grpc::CallbackServerContext* context,
                                                   const v1::ResetRequest* /*request*/,
                                                   v1::ResetResponse* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   if (writer_.logging()) {
     return Reply(context, absl::FailedPreconditionError(
                               "reset is refused while a write-ahead log is kept (--data_dir): "
@@ -157,6 +173,7 @@ grpc::ServerUnaryReactor* PageOwnerService::Reset(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* PageOwnerService::Snapshot(grpc::CallbackServerContext* context,
                                                      const v1::SnapshotRequest* /*request*/,
                                                      v1::SnapshotResponse* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   if (snapshotter_ == nullptr) {
     return Reply(context, absl::FailedPreconditionError(
                               "no snapshot without a data directory: start pageownerd with "
@@ -181,6 +198,7 @@ grpc::ServerUnaryReactor* PageOwnerService::Snapshot(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* PageOwnerService::SetTracking(grpc::CallbackServerContext* context,
                                                         const v1::SetTrackingRequest* request,
                                                         v1::SetTrackingResponse* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   const uint64_t ts = request->ts_ns() != 0 ? request->ts_ns() : NowNs();
   if (writer_.logging()) {
     // Logged in the batches' order, answered once durable.
@@ -205,6 +223,7 @@ grpc::ServerUnaryReactor* PageOwnerService::SetTracking(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* PageOwnerService::GetProfile(grpc::CallbackServerContext* context,
                                                        const v1::GetProfileRequest* request,
                                                        v1::GetProfileResponse* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   const absl::StatusOr<PageFilter> filter = wire::FromProto(*request);
   if (!filter.ok()) return Reply(context, filter.status());
   response->set_profile(BuildPprof(*machine_, *filter));
@@ -214,6 +233,7 @@ grpc::ServerUnaryReactor* PageOwnerService::GetProfile(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* PageOwnerService::SortPages(grpc::CallbackServerContext* context,
                                                       const v1::SortRequest* request,
                                                       v1::SortResponse* response) {
+  if (recovering()) return Reply(context, RecoveringStatus());
   return Reply(context, DoSortPages(*request, response));
 }
 

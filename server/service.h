@@ -121,6 +121,13 @@ class PageOwnerService final : public PageOwnerServiceBase {
   // Shutdown, last step, once the gRPC server has stopped: answers what is queued and ends the
   // writer thread.
   void StopWriter() { writer_.Stop(); }
+  // While the daemon recovers its state from `data_dir` (the port is open, the machine is not
+  // ready): every rpc is answered UNAVAILABLE saying so. Before the server starts.
+  void BeginRecovery(const std::string& data_dir);
+  // Recovery is over: calls are served. Everything attached before it is visible to them.
+  void EndRecovery() { recovering_.store(false, std::memory_order_release); }
+  bool recovering() const { return recovering_.load(std::memory_order_acquire); }
+
   // Logs every batch and SetTracking to `wal` (IngestWriter::AttachLog); before serving.
   void AttachLog(Wal* wal) { writer_.AttachLog(wal); }
   // Serves the Snapshot rpc with `snapshotter`, which outlives the gRPC server; before serving.
@@ -135,6 +142,8 @@ class PageOwnerService final : public PageOwnerServiceBase {
   class ListPagesReactor;
 
   absl::Status DoSortPages(const v1::SortRequest& request, v1::SortResponse* response);
+  // UNAVAILABLE naming the data dir being recovered.
+  absl::Status RecoveringStatus() const;
 
   // Drain's steps (BeginDrain), each beside its reactor: references to the open Ingest
   // streams, their drain (dropping the references), and the drain of the ListPages streams.
@@ -150,6 +159,8 @@ class PageOwnerService final : public PageOwnerServiceBase {
   IngestCounters counters_;
   IngestWriter writer_;
   Snapshotter* snapshotter_ = nullptr;
+  std::atomic<bool> recovering_{false};
+  std::string recovering_dir_;  // set before serving, read after
 
   absl::Mutex mu_;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

@@ -92,7 +92,8 @@ class DeployTest(unittest.TestCase):
         memory_bytes = int(memory[:-3]) * units[memory[-3:-1]]
         self.assertGreaterEqual(limit_bytes, 0.15 * memory_bytes + (128 << 20), limit)
         self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/healthz")
-        self.assertIn("readinessProbe", container)
+        # Alive while recovering a big state, ready only once it serves (issue 12).
+        self.assertEqual(container["readinessProbe"]["httpGet"]["path"], "/readyz")
         self.assertTrue(template["spec"]["securityContext"]["runAsNonRoot"])
         # The daemon must listen beyond loopback in a pod for the probes and the scrapes.
         args = " ".join(container.get("args", []))

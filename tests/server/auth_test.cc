@@ -105,6 +105,7 @@ TEST(AccessTables, EveryRpcAndPath) {
   EXPECT_EQ(GrpcMethodAccess(""), Access::kAdmin);
 
   EXPECT_EQ(HttpPathAccess("/healthz"), Access::kOpen);
+  EXPECT_EQ(HttpPathAccess("/readyz"), Access::kOpen);
   EXPECT_EQ(HttpPathAccess("/metrics"), Access::kReader);
   EXPECT_EQ(HttpPathAccess("/metrics/"), Access::kAdmin);
   // "/" is the root page alone, not a prefix of every path.

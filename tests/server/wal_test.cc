@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "server/crc32c.h"
 #include "server/wal_record.h"
 #include "tests/server/test_util.h"
@@ -137,6 +139,78 @@ TEST_F(WalTest, RestartServesTheSameState) {
   EXPECT_EQ(stats.reserved_pages(), 43u * 2);  // one order-1 reserved block a batch
   // And it goes on from there.
   Feed(stub.get(), 2, 200000);
+}
+
+// Issue 12: while a data dir is recovered the ports are open: probes see a live, unready
+// daemon and every rpc is answered UNAVAILABLE saying why; Recover then serves the state.
+TEST_F(WalTest, WhileRecoveringTheDaemonIsAliveNotReadyAndRefusesEveryRpc) {
+  std::string before;
+  {
+    auto server = testing::StartServer(Options());
+    ASSERT_NE(server, nullptr);
+    auto stub = v1::PageOwner::NewStub(testing::Channel(server->bound_port()));
+    Feed(stub.get(), 5);
+    before = State(stub.get());
+  }
+  ServerOptions options = Options();
+  options.metrics_listen_address = "127.0.0.1:0";
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Open(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_FALSE((*server)->recovery().has_value());
+  auto channel = testing::Channel((*server)->bound_port());
+  auto stub = v1::PageOwner::NewStub(channel);
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  httplib::Client http("127.0.0.1", (*server)->metrics_port());
+  const std::string why = "pageownerd is recovering its state from " + dir_ +
+                          " (snapshot and log); retry when it is serving";
+  {
+    grpc::ClientContext context;
+    v1::Stats stats;
+    const grpc::Status s = stub->GetStats(&context, v1::GetStatsRequest(), &stats);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ(s.error_message(), why);
+    // The streams too: an Ingest ends at once with the same status, nothing applied.
+    grpc::ClientContext ingest_context;
+    auto ingest = stub->Ingest(&ingest_context);
+    v1::BatchResult r;
+    EXPECT_FALSE(ingest->Read(&r));
+    const grpc::Status refused = ingest->Finish();
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ(refused.error_message(), why);
+    grpc::ClientContext health_context;
+    grpc::health::v1::HealthCheckResponse h;
+    ASSERT_TRUE(health->Check(&health_context, grpc::health::v1::HealthCheckRequest(), &h).ok());
+    EXPECT_EQ(h.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    httplib::Result live = http.Get("/healthz");
+    ASSERT_TRUE(live);
+    EXPECT_EQ(live->status, 200);
+    EXPECT_EQ(live->body, "recovering\n");
+    httplib::Result ready = http.Get("/readyz");
+    ASSERT_TRUE(ready);
+    EXPECT_EQ(ready->status, 503);
+    EXPECT_EQ(ready->body, "recovering\n");
+  }
+  ASSERT_TRUE((*server)->Recover().ok());
+  ASSERT_TRUE((*server)->recovery().has_value());
+  EXPECT_EQ((*server)->recovery()->records, 5u);
+  EXPECT_EQ(State(stub.get()), before);
+  grpc::ClientContext health_context;
+  grpc::health::v1::HealthCheckResponse h;
+  ASSERT_TRUE(health->Check(&health_context, grpc::health::v1::HealthCheckRequest(), &h).ok());
+  EXPECT_EQ(h.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  httplib::Result ready = http.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(ready->body, "ok\n");
+  // The log's families are on /metrics once it is attached.
+  httplib::Result metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("pageowner_wal_"), std::string::npos);
+  (*server)->Shutdown();
+  ready = http.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_EQ(ready->body, "draining\n");
 }
 
 TEST_F(WalTest, TornTailIsCutAndReported) {
