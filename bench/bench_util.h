@@ -88,6 +88,7 @@ int GetPageBench(Flags flags);           // getpage_bench.cc
 int ListStacksBench(Flags flags);        // liststacks_bench.cc
 int DumpBench(Flags flags);              // dump_bench.cc
 int RssBench(Flags flags);               // rss_bench.cc
+int DurabilityBench(Flags flags);        // durability_bench.cc
 
 }  // namespace pageowner::bench
 

@@ -15,6 +15,8 @@
 //       the daemon's RSS a page after `pageowner load --fill` (or an --order N fill).
 //   pageowner-bench soak [--seconds 600] [--streams 64] [--overload_seconds 60] ...
 //       64 streams flat out plus queries, then 10x the daemon's limits: RSS, GetPage, refusals.
+//   pageowner-bench durability [--events N] [--streams 64] [--seconds 10] [--dir DIR] ...
+//       the write-ahead log's cost: --fsync=always against in memory, and group commit.
 #include <iostream>
 #include <string_view>
 #include <utility>
@@ -25,7 +27,8 @@ namespace pageowner::bench {
 
 int Usage() {
   std::cerr
-      << "usage: pageowner-bench memory|ingest|getpage|liststacks|dump|rss [flags]\n"
+      << "usage: pageowner-bench memory|ingest|getpage|liststacks|dump|rss|soak|durability "
+         "[flags]\n"
          "  memory     [--gib N] [--events N] [--stacks N]\n"
          "  ingest     [--events N] [--memory 4GiB] [--streams K] [--batch B] [--repeat R]\n"
          "  getpage    [--events N] [--memory 4GiB] [--batch B]\n"
@@ -33,7 +36,9 @@ int Usage() {
          "  dump       [--memory 4GiB] [--runs R]\n"
          "  rss        [--memory 64GiB] [--fill 0.9] [--order N] [--events N] [--time]\n"
          "  soak       [--seconds 600] [--streams 64] [--memory 4GiB] [--overload_seconds 60]\n"
-         "             [--rss_cap_mib 1536]\n";
+         "             [--rss_cap_mib 1536]\n"
+         "  durability [--events N] [--memory 4GiB] [--batch B] [--repeat R] [--streams K]\n"
+         "             [--seconds S] [--dir DIR]\n";
   return 2;
 }
 
@@ -51,5 +56,6 @@ int main(int argc, char** argv) {
   if (mode == "dump") return bench::DumpBench(std::move(flags));
   if (mode == "rss") return bench::RssBench(std::move(flags));
   if (mode == "soak") return bench::SoakBench(std::move(flags));
+  if (mode == "durability") return bench::DurabilityBench(std::move(flags));
   return bench::Usage();
 }
