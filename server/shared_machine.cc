@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cassert>
 #include <memory>
-#include <thread>
 #include <utility>
 #include <variant>
 
@@ -36,14 +35,6 @@ void SharedMachine::Replace(std::unique_ptr<Machine> machine) {
   retired_.push_back(std::exchange(machine_, std::move(machine)));
 }
 
-void SharedMachine::GiveWayToReaders() const {
-  if (readers_waiting_.load(std::memory_order_relaxed) == 0) return;
-  const absl::Time deadline = absl::Now() + kMaxGiveWay;
-  while (readers_waiting_.load(std::memory_order_relaxed) > 0 && absl::Now() < deadline) {
-    std::this_thread::yield();
-  }
-}
-
 void SharedMachine::ApplyBatch(absl::Span<Event> events, absl::Span<const absl::Status> prechecked,
                                absl::Span<std::atomic<uint32_t>* const> hints,
                                std::vector<EventResult>* results) {
@@ -52,7 +43,6 @@ void SharedMachine::ApplyBatch(absl::Span<Event> events, absl::Span<const absl::
   const size_t n = events.size();
   results->resize(n);
   for (size_t i = 0; i < n;) {
-    if (i > 0) GiveWayToReaders();
     const size_t end = std::min(n, i + kEventsPerHold);
     absl::WriterMutexLock lock(&mu_);
     for (; i < end; ++i) {

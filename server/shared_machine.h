@@ -13,7 +13,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "core/machine.h"
 #include "core/symbols.h"
@@ -27,10 +26,7 @@ namespace pageowner::server {
 // query sees the state between two events, never half of one. ApplyBatch releases the lock
 // every kEventsPerHold events so that a query waits for at most that many events, not for a
 // whole batch of up to --max_batch_events; the events of a batch are still applied in order and
-// by one writer at a time (the caller serializes batches). Between two holds the writer gives
-// way to readers that are waiting (readers_waiting_): an absl::Mutex does not hand a released
-// lock to a waiter, so without it the writer takes the lock straight back, hold after hold, and a
-// query waits for the whole batch (measured: GetPage p99 8.2 ms while ingesting).
+// by one writer at a time (the caller serializes batches).
 //
 // The symbol table and the stack depot are thread-safe on their own (core/symbols.h,
 // core/stack_depot.h): symbols() may be used without the lock, e.g. to name the frames of a
@@ -61,9 +57,7 @@ class SharedMachine {
   // Runs fn(const Machine&) under the reader lock and returns what it returns.
   template <typename Fn>
   decltype(auto) Read(Fn&& fn) const ABSL_LOCKS_EXCLUDED(mu_) {
-    readers_waiting_.fetch_add(1, std::memory_order_relaxed);
     absl::ReaderMutexLock lock(&mu_);
-    readers_waiting_.fetch_sub(1, std::memory_order_relaxed);
     return std::forward<Fn>(fn)(static_cast<const Machine&>(*machine_));
   }
 
@@ -104,13 +98,7 @@ class SharedMachine {
   PageCount total_pages() const { return total_pages_; }
 
  private:
-  // Between holds, waits (yielding the cpu) until the readers waiting have the lock, for at
-  // most kMaxGiveWay.
-  void GiveWayToReaders() const ABSL_LOCKS_EXCLUDED(mu_);
-  static constexpr absl::Duration kMaxGiveWay = absl::Microseconds(500);
-
   mutable absl::Mutex mu_;
-  mutable std::atomic<int> readers_waiting_{0};  // in Read, between asking and holding
   const MachineOptions options_;
   std::unique_ptr<Machine> machine_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<Machine>> retired_ ABSL_GUARDED_BY(mu_);  // by Reset
