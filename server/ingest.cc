@@ -244,6 +244,7 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
   const int n = b.kind_size();
   out->events.reserve(n);
   out->hints.reserve(n);
+  out->stacks.reserve(n);
   out->prechecked.resize(n);
   for (int i = 0; i < n; ++i) {
     const uint32_t flags = At(b.flags(), i);
@@ -253,6 +254,7 @@ absl::Status IngestStream::Prepare(const v1::EventBatch& b, PreparedBatch* out) 
     const Task& task = *TaskOf(At(b.task_id(), i), out);
     const absl::Span<const uint64_t> frames = stack->frames;
     out->hints.push_back(stack_id != 0 ? &stack->handle_hint : nullptr);
+    out->stacks.push_back(stack_id != 0 ? stack : nullptr);
     absl::Status& check = out->prechecked[i];
     if ((flags & ~kKnownFlags) != 0) {
       check = absl::InvalidArgumentError(
@@ -528,12 +530,27 @@ void IngestWriter::ProcessGroup(std::vector<Job>& jobs) {
     bool any = false;
     for (const absl::Status& s : job.batch.prechecked) any = any || s.ok();
     if (!any) continue;
+    std::vector<bool>& logged = logged_scratch_;
+    logged.assign(job.batch.events.size(), false);
+    for (size_t i = 0; i < job.batch.stacks.size(); ++i) {
+      const StackDefinition* d = job.batch.stacks[i];
+      logged[i] = d != nullptr && d->logged.load(std::memory_order_relaxed);
+    }
     AppendBatchRecord(first + count++, job.batch.events, job.batch.prechecked, machine_->symbols(),
-                      wal_->names(), &new_names, &records);
+                      wal_->names(), logged, &new_names, &records);
   }
   const absl::Status written = count > 0 ? wal_->Append(records, count) : absl::OkStatus();
   if (written.ok()) {
     for (uint64_t ip : new_names) wal_->names().Add(ip);
+    for (const Job& job : jobs) {
+      if (job.tracking.has_value() || !job.batch.malformed.ok()) continue;
+      for (size_t i = 0; i < job.batch.stacks.size(); ++i) {
+        const StackDefinition* d = job.batch.stacks[i];
+        if (d != nullptr && job.batch.prechecked[i].ok()) {
+          d->logged.store(true, std::memory_order_relaxed);
+        }
+      }
+    }
   }
   std::vector<Ack> acks(jobs.size());
   for (size_t i = 0; i < jobs.size(); ++i) {

@@ -57,6 +57,10 @@ struct IngestCounters {
 struct StackDefinition {
   std::vector<uint64_t> frames;
   mutable std::atomic<uint32_t> handle_hint{0};
+  // Set by the ingest writer once a log record holding this stack was written: the log then has
+  // every name its frames had (they were registered when it was defined, and the log's names
+  // are never dropped), so later records need not look its frames up again.
+  mutable std::atomic<bool> logged{false};
 };
 
 // One batch, validated and translated, waiting for the writer.
@@ -70,6 +74,8 @@ struct PreparedBatch {
   std::vector<absl::Status> prechecked;
   // One a event: the handle cache of the event's stack, null when it has none.
   std::vector<std::atomic<uint32_t>*> hints;
+  // One a event: the definition of the event's stack, null when it has none.
+  std::vector<const StackDefinition*> stacks;
   // The definitions the events' frames and comms point into, kept alive until the batch is
   // applied even if a later batch of the stream redefines their ids.
   std::vector<std::shared_ptr<const void>> keepalive;
@@ -80,6 +86,7 @@ struct PreparedBatch {
     events.clear();
     prechecked.clear();
     hints.clear();
+    stacks.clear();
     keepalive.clear();
   }
 };
@@ -247,6 +254,7 @@ class IngestWriter {
   SharedMachine* const machine_;
   IngestCounters* const counters_;
   Wal* wal_ = nullptr;
+  std::vector<bool> logged_scratch_;  // ProcessGroup's, on the writer thread
   absl::Mutex mu_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -60,10 +60,13 @@ class WalNames {
 // Appends the framed record of a batch: the events whose `prechecked` status is OK (the others
 // never reach the machine), with the names `symbols` has for their frames that `names` has not
 // seen; those addresses go to *new_names (add them to `names` once the record is written).
-// REQUIRES: prechecked.size() == events.size().
+// `logged[i]` (when not empty) says that the log already has every name event i's frames have,
+// so they are not looked up: the caller's knowledge (a stack definition written before).
+// REQUIRES: prechecked.size() == events.size(); logged empty or of that size too.
 void AppendBatchRecord(uint64_t seq, absl::Span<const Event> events,
                        absl::Span<const absl::Status> prechecked, const SymbolTable& symbols,
-                       const WalNames& names, std::vector<uint64_t>* new_names, std::string* out);
+                       const WalNames& names, const std::vector<bool>& logged,
+                       std::vector<uint64_t>* new_names, std::string* out);
 // Appends the framed record of SetTracking(on, ts_ns).
 void AppendTrackingRecord(uint64_t seq, bool on, uint64_t ts_ns, std::string* out);
 

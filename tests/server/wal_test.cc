@@ -41,6 +41,39 @@ TEST(Crc32cTest, KnownVectors) {
   EXPECT_EQ(Crc32cExtend(Crc32cExtend(0, data.data(), 100), data.data() + 100, 3999), Crc32c(data));
 }
 
+// A stack the log has named before (`logged`) is not looked up again: its record carries no
+// names; an unlogged one's record names its frames once, even when several events use it.
+TEST(WalRecordTest, LoggedStacksAreNotNamedAgain) {
+  SymbolTable symbols;
+  const std::vector<uint64_t> frames = {0xffffffff81000010ull, 0xffffffff81000020ull};
+  symbols.Register(frames[0], "alloc_pages+0x10/0x40");
+  symbols.Register(frames[1], "caller+0x20/0x80");
+  const std::vector<Event> events = {
+      AllocEvent{.order = Order(0), .frames = frames, .comm = "t"},
+      FreeEvent{.pfn = Pfn(3), .order = Order(0), .frames = frames}};
+  const std::vector<absl::Status> ok(2);
+  WalNames names;
+  for (const bool logged : {false, true}) {
+    std::vector<uint64_t> new_names;
+    std::string out;
+    AppendBatchRecord(1, events, ok, symbols, names, std::vector<bool>(2, logged), &new_names,
+                      &out);
+    WalRecord r;
+    ASSERT_TRUE(DecodeRecord(std::string_view(out).substr(kWalFrameBytes), &r).ok());
+    EXPECT_EQ(r.events.size(), 2u);
+    ASSERT_EQ(r.stacks.size(), 1u);
+    EXPECT_EQ(r.stacks[0], frames);
+    if (logged) {
+      EXPECT_TRUE(r.names.empty());
+      EXPECT_TRUE(new_names.empty());
+    } else {
+      EXPECT_EQ(r.names, (std::vector<std::pair<uint64_t, std::string>>{
+                             {frames[0], "alloc_pages+0x10/0x40"}, {frames[1], "caller+0x20/0x80"}}));
+      EXPECT_EQ(new_names, frames);
+    }
+  }
+}
+
 class WalTest : public ::testing::Test {
  protected:
   void SetUp() override {
