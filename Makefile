@@ -96,10 +96,15 @@ fuzz-build: san-configure
 fuzz: fuzz-build
 	@$(SAN_ENV) fuzz/run_fuzzers.sh build-asan $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-# The whole ctest suite under ASan + UBSan (leaks included); any report fails the test.
+# The whole ctest suite under ASan + UBSan (leaks included); any report fails the test. Left
+# out: KernelRecordE2eTest.MirrorsTheLiveKernel, which compares the daemon with the live kernel
+# read after the recorder exits; the sanitized recorder drains and exits seconds later, and what
+# other processes free meanwhile pushes its agreement (b) under the 0.97 it asserts (0.74 and
+# 0.88 measured; no sanitizer report in those runs). The normal `make test` runs it.
+ASAN_EXCLUDE ?= ^KernelRecordE2eTest\.MirrorsTheLiveKernel$$
 test-asan: san-configure
 	@cmake --build build-asan -j$(SAN_JOBS) -- --no-print-directory
-	@cd build-asan && $(SAN_ENV) ctest -j$(SAN_JOBS) --output-on-failure --timeout 1800 | \
+	@cd build-asan && $(SAN_ENV) ctest -j$(SAN_JOBS) -E '$(ASAN_EXCLUDE)' --output-on-failure --timeout 1800 | \
 	  tee ctest.log | grep -vE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* +Passed +[0-9.]+ sec$$|^ *Start +[0-9]+: " ; \
 	  exit $${PIPESTATUS[0]}
 
