@@ -109,11 +109,15 @@ test-asan: san-configure
 	  exit $${PIPESTATUS[0]}
 
 # TSan over the tests whose concurrency is ours: the depot's lock-free readers, the shared
-# machine, the ingest writer and its streams, the client session. (gRPC and protobuf come from
-# Debian uninstrumented, so tests that race through gRPC's own threads are left out.)
-TSAN_TESTS ?= stack_depot_test shared_machine_test ingest_test session_test
+# machine, the ingest writer and its streams. Abseil comes from Debian uninstrumented:
+# PAGEOWNER_TSAN links tests/support/tsan_absl_mutex.cc into each test, which tells TSan what
+# absl::Mutex orders (without it every guarded member used by two threads is reported), and
+# tsan_absl_mutex_test checks that it does. gRPC and protobuf are uninstrumented too, and their
+# own synchronization cannot be annotated from outside: tests that run through gRPC's threads
+# are left out (session_test: 123 reports, every one inside gRPC's slices, arenas and sockets).
+TSAN_TESTS ?= tsan_absl_mutex_test stack_depot_test shared_machine_test ingest_test
 test-tsan: deps
-	@cmake -S . -B build-tsan $(SAN_CMAKE) -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
+	@cmake -S . -B build-tsan $(SAN_CMAKE) -DPAGEOWNER_TSAN=ON -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
 	  -DCMAKE_C_FLAGS="-fsanitize=thread" >/dev/null
 	@cmake --build build-tsan -j$(SAN_JOBS) --target $(TSAN_TESTS) -- --no-print-directory
 	@for t in $(TSAN_TESTS); do \
