@@ -151,8 +151,9 @@ PO_INLINE void po_check_brk(void) {
 /* ---- mmap and friends ---- */
 
 PO_EXPORT void* mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
-  void* p = real_mmap ? real_mmap(addr, len, prot, flags, fd, off)
-                      : (void*)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+  void* p = real_mmap
+                ? real_mmap(addr, len, prot, flags, fd, off)
+                : (void*)syscall(SYS_mmap, addr, len, (long)prot, (long)flags, (long)fd, (long)off);
   if (p != MAP_FAILED && po_active()) {
     const int saved = errno;
     PO_RECORD(PO_MMAP, p, len, 0, ((uint64_t)(uint32_t)prot << 32) | (uint32_t)flags);
@@ -184,7 +185,7 @@ PO_EXPORT void* mremap(void* old, size_t old_len, size_t new_len, int flags, ...
   struct po_pending p;
   po_begin(&p);
   void* q = real_mremap ? real_mremap(old, old_len, new_len, flags, want)
-                        : (void*)syscall(SYS_mremap, old, old_len, new_len, flags, want);
+                        : (void*)syscall(SYS_mremap, old, old_len, new_len, (long)flags, want);
   const int saved = errno;
   po_end(&p, q != MAP_FAILED ? PO_MREMAP : 0, (uint64_t)(uintptr_t)old, old_len,
          (uint64_t)(uintptr_t)q, new_len);
@@ -200,8 +201,8 @@ PO_EXPORT int madvise(void* addr, size_t len, int advice) {
       ;
   struct po_pending p = {0, 0, 0};
   if (releases) po_begin(&p);
-  const int rc =
-      real_madvise ? real_madvise(addr, len, advice) : (int)syscall(SYS_madvise, addr, len, advice);
+  const int rc = real_madvise ? real_madvise(addr, len, advice)
+                              : (int)syscall(SYS_madvise, addr, len, (long)advice);
   const int saved = errno;
   if (releases) po_end(&p, rc == 0 ? PO_MADVISE : 0, (uint64_t)(uintptr_t)addr, len, 0, 0);
   errno = saved;
@@ -358,8 +359,11 @@ static struct po_ring_header* po_map_ring(void) {
   }
   struct po_ring_header* h = 0;
   if ((uint64_t)st.st_size >= PO_RING_HEADER_BYTES) {
-    void* m =
-        (void*)syscall(SYS_mmap, 0, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* syscall() reads every argument as a long: an int (a literal 0 too) leaves the upper half
+       of its slot undefined, and clang passed a garbage file offset here (the 6th argument goes
+       on the stack). */
+    void* m = (void*)syscall(SYS_mmap, (long)0, (long)st.st_size, (long)(PROT_READ | PROT_WRITE),
+                             (long)MAP_SHARED, (long)fd, (long)0);
     if (m != MAP_FAILED) {
       h = (struct po_ring_header*)m;
       if (h->magic != PO_RING_MAGIC || h->version != PO_RING_VERSION ||

@@ -184,15 +184,20 @@ class RpcInterceptor final : public grpc::experimental::Interceptor {
 
   // A call that ends without sending a status (the client went away) counts as CANCELLED.
   ~RpcInterceptor() override {
-    metrics_->Record(method_, code_, (sent_ ? end_ : absl::Now()) - start_);
+    if (!sent_) {
+      metrics_->Record(method_, static_cast<int>(grpc::StatusCode::CANCELLED),
+                       absl::Now() - start_);
+    }
   }
 
+  // Counted before the status is sent, so that a client that has seen its call end finds it in
+  // /metrics (the interceptor is destroyed only after that, when gRPC frees the call).
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      code_ = static_cast<int>(methods->GetSendStatus().error_code());
-      end_ = absl::Now();
       sent_ = true;
+      metrics_->Record(method_, static_cast<int>(methods->GetSendStatus().error_code()),
+                       absl::Now() - start_);
     }
     methods->Proceed();
   }
@@ -201,8 +206,6 @@ class RpcInterceptor final : public grpc::experimental::Interceptor {
   RpcMetrics* const metrics_;
   const std::string method_;
   const absl::Time start_;
-  absl::Time end_;
-  int code_ = static_cast<int>(grpc::StatusCode::CANCELLED);
   bool sent_ = false;
 };
 

@@ -185,7 +185,8 @@ TEST_F(SessionTest, ColumnsAreFullLengthOrEmpty) {
   second->Alloc(SomeAlloc(s));
   second->Alloc(SomeAlloc(s));
   ASSERT_TRUE(second->Finish().ok());
-  const v1::EventBatch& c = service_.batches().back();
+  // A copy: batches() returns a vector by value, which dies at the end of the statement.
+  const v1::EventBatch c = service_.batches().back();
   EXPECT_EQ(c.kind_size(), 2);
   EXPECT_EQ(c.stack_id_size(), 2);
   EXPECT_EQ(c.order_size(), 0);
@@ -326,31 +327,34 @@ TEST_F(SessionTest, BackpressureBlocksTheProducerUntilTheDaemonAnswers) {
   service_.Hold();
   auto session = Start(/*batch_events=*/4, /*max_in_flight=*/2);
   const std::vector<Frame> s = MakeStack(2, "s_");
-  absl::Mutex mu;
-  int added ABSL_GUARDED_BY(mu) = 0;
+  // In a struct: clang ignores ABSL_GUARDED_BY on a local variable.
+  struct Progress {
+    absl::Mutex mu;
+    int added ABSL_GUARDED_BY(mu) = 0;
+  } p;
   std::thread producer([&] {
     for (int i = 0; i < 20; ++i) {
       session->Alloc(SomeAlloc(s));
-      absl::MutexLock lock(&mu);
-      ++added;
+      absl::MutexLock lock(&p.mu);
+      ++p.added;
     }
   });
   // Two batches (8 events) may be in flight; the 12th event fills the third batch and blocks.
   // Nothing is answered while held, so a third batch or a 12th return would break the bound.
   EXPECT_TRUE(service_.AwaitBatchesReceived(2, absl::Seconds(10)));
   {
-    absl::MutexLock lock(&mu);
-    auto eleven = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return added >= 11; };
-    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&eleven), absl::Seconds(10)));
-    EXPECT_EQ(added, 11);
+    absl::MutexLock lock(&p.mu);
+    auto eleven = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu) { return p.added >= 11; };
+    EXPECT_TRUE(p.mu.AwaitWithTimeout(absl::Condition(&eleven), absl::Seconds(10)));
+    EXPECT_EQ(p.added, 11);
   }
   EXPECT_EQ(service_.batches_received(), 2);
   service_.Release();
   producer.join();
   EXPECT_EQ(service_.batches_received_while_held(), 2);
   {
-    absl::MutexLock lock(&mu);
-    EXPECT_EQ(added, 20);
+    absl::MutexLock lock(&p.mu);
+    EXPECT_EQ(p.added, 20);
   }
   ASSERT_TRUE(session->Finish().ok());
   std::vector<IngestResult> results;
