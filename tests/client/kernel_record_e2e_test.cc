@@ -54,16 +54,21 @@ std::string Cli() { return PAGEOWNER_CLI; }
 
 // dd through the page cache, a few forks and execs, a file written and deleted: from a second
 // after the start until `until`, two seconds before recording ends, so that the kernel is quiet
-// when the two views are compared. The first file is kept (the test removes it once the
-// recording is over), so that dd's page cache blocks are still allocated when the daemon is
-// asked for one; it is written first, so that it is inside the recording even on a machine so
-// busy that the loop's last round runs past its end. (Pages allocated before attach's scan are
-// fine too: samples are applied after attach's blocks.)
-void Workload(absl::Time until) {
+// when the two views are compared. One file, written at `kept_at`, is kept (the test removes it
+// once the recording is over), so that dd's page cache blocks are still allocated when the daemon
+// is asked for one. `kept_at` is well inside the recording: not so early that the recorder,
+// slow to start on a busy machine, has not enabled its events yet (its blocks would then be
+// attach's early pages), nor so late that a busy loop's last round runs past the end.
+void Workload(absl::Time kept_at, absl::Time until) {
   absl::SleepFor(absl::Seconds(1));
-  std::system(
-      absl::StrCat("dd if=/dev/zero of=", kKeptFile, " bs=1M count=16 2>/dev/null").c_str());
-  while (absl::Now() < until) {
+  bool kept = false;
+  while (absl::Now() < until || !kept) {
+    if (!kept && absl::Now() >= kept_at) {
+      std::system(
+          absl::StrCat("dd if=/dev/zero of=", kKeptFile, " bs=1M count=16 2>/dev/null").c_str());
+      kept = true;
+      continue;
+    }
     std::system(absl::StrCat("dd if=/dev/zero of=", kWorkFile,
                              " bs=1M count=64 2>/dev/null; sh -c 'ls /proc >/dev/null; "
                              "/bin/true'; cat ",
@@ -108,9 +113,11 @@ TEST(KernelRecordE2eTest, MirrorsTheLiveKernel) {
   }
 
   const absl::Time start = absl::Now();
-  std::thread work(Workload, start + absl::Seconds(8));
-  const Ran r = RunProgram({Cli(), "--server=" + d.address(), "record", "--kernel",
-                            "--mount-tracefs", "--duration=10s"});
+  std::thread work(Workload, start + absl::Seconds(4), start + absl::Seconds(8));
+  // A recording that does not end is a failure with its output, not a ctest timeout: SIGTERM
+  // (it then stops and prints its summary) after 60 s, SIGKILL 10 s later (exit 124 or 137).
+  const Ran r = RunProgram({"/usr/bin/timeout", "-k", "10", "60", Cli(), "--server=" + d.address(),
+                            "record", "--kernel", "--mount-tracefs", "--duration=10s"});
   // The kernel's view right after recording stopped.
   absl::StatusOr<KpageScan> scan = ReadKpages(*ram);
   work.join();
