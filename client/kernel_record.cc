@@ -69,16 +69,19 @@ StackId KernelEventSender::Stack(const std::vector<uint64_t>& ips) {
   return id;
 }
 
+void KernelEventSender::SendOwnerless(const AllocatedBlock& b, uint64_t ts_ns, bool reserved) {
+  AllocSpec spec;  // no stack, no task, mask 0
+  spec.order = b.order;
+  spec.ts_ns = ts_ns;
+  spec.pfn = b.head;
+  spec.trusted = true;
+  spec.early = !reserved;  // the early handle's
+  spec.reserved = reserved;
+  session_->Alloc(spec);
+}
+
 uint64_t KernelEventSender::Attach(const KpageScan& scan, uint64_t ts_ns) {
-  for (const AllocatedBlock& b : scan.in_use) {
-    AllocSpec spec;  // no stack, no task, mask 0: the early handle's
-    spec.order = b.order;
-    spec.ts_ns = ts_ns;
-    spec.pfn = b.head;
-    spec.trusted = true;
-    spec.early = true;
-    session_->Alloc(spec);
-  }
+  for (const AllocatedBlock& b : scan.in_use) SendOwnerless(b, ts_ns, /*reserved=*/false);
   return scan.in_use.size();
 }
 
@@ -86,13 +89,7 @@ uint64_t KernelEventSender::Reserve(const std::vector<PfnRange>& ranges, uint64_
   uint64_t blocks = 0;
   for (const PfnRange& r : ranges) {
     for (const AllocatedBlock& b : AlignedBlocks(r.first, r.count.raw())) {
-      AllocSpec spec;  // no stack, no task, mask 0
-      spec.order = b.order;
-      spec.ts_ns = ts_ns;
-      spec.pfn = b.head;
-      spec.trusted = true;
-      spec.reserved = true;
-      session_->Alloc(spec);
+      SendOwnerless(b, ts_ns, /*reserved=*/true);
       ++blocks;
     }
   }

@@ -71,6 +71,8 @@ class KernelEventSender {
 
  private:
   StackId Stack(const std::vector<uint64_t>& ips);
+  // A trusted allocation of `b` at its pfn with no owner: early (attach) or reserved.
+  void SendOwnerless(const AllocatedBlock& b, uint64_t ts_ns, bool reserved);
 
   Session* const session_;
   const Kallsyms* const kallsyms_;

@@ -48,9 +48,8 @@ TEST(WalRecordTest, LoggedStacksAreNotNamedAgain) {
   const std::vector<uint64_t> frames = {0xffffffff81000010ull, 0xffffffff81000020ull};
   symbols.Register(frames[0], "alloc_pages+0x10/0x40");
   symbols.Register(frames[1], "caller+0x20/0x80");
-  const std::vector<Event> events = {
-      AllocEvent{.order = Order(0), .frames = frames, .comm = "t"},
-      FreeEvent{.pfn = Pfn(3), .order = Order(0), .frames = frames}};
+  const std::vector<Event> events = {AllocEvent{.order = Order(0), .frames = frames, .comm = "t"},
+                                     FreeEvent{.pfn = Pfn(3), .order = Order(0), .frames = frames}};
   const std::vector<absl::Status> ok(2);
   WalNames names;
   for (const bool logged : {false, true}) {
@@ -67,8 +66,9 @@ TEST(WalRecordTest, LoggedStacksAreNotNamedAgain) {
       EXPECT_TRUE(r.names.empty());
       EXPECT_TRUE(new_names.empty());
     } else {
-      EXPECT_EQ(r.names, (std::vector<std::pair<uint64_t, std::string>>{
-                             {frames[0], "alloc_pages+0x10/0x40"}, {frames[1], "caller+0x20/0x80"}}));
+      EXPECT_EQ(r.names,
+                (std::vector<std::pair<uint64_t, std::string>>{{frames[0], "alloc_pages+0x10/0x40"},
+                                                               {frames[1], "caller+0x20/0x80"}}));
       EXPECT_EQ(new_names, frames);
     }
   }
