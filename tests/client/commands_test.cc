@@ -260,6 +260,9 @@ TEST(ParseReplayLineTest, Malformed) {
   for (const Case& c : std::vector<Case>{
            {R"({"kind":"alloc")", "not JSON: "},
            {R"([1,2])", "not a JSON object"},
+           // A number no double holds was an uncaught exception (found by the replay fuzzer).
+           {R"({"kind":"alloc","stack":["a"],"ts_ns":41e3492990})",
+            "not JSON: number overflow parsing '41e3492990'"},
            {R"({"order":1})", "missing field \"kind\""},
            {R"({"kind":3})", "field \"kind\" must be a string"},
            {R"({"kind":"malloc"})", "unknown kind \"malloc\" (alloc, free or migrate)"},
